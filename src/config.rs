@@ -1,0 +1,1 @@
+//! Mount configuration: every option with its default, parsed from the URL and `-o` list.

@@ -1,0 +1,1 @@
+//! The filesystem core: plain methods returning Result, tested without FUSE.

@@ -1,0 +1,1 @@
+//! Thin fuser adapter: hands each request to a worker, calls the core, replies or maps the error.
