@@ -142,3 +142,4 @@ impl RemoteError {
         RemoteError::new(RemoteErrorKind::Io, err.to_string())
     }
 }
+pub mod ftp;

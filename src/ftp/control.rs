@@ -1,0 +1,1000 @@
+//! One control connection: connect, TLS, login, feature discovery, commands and transfers.
+
+use std::fmt;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+
+use super::data::{self, DataStream};
+use super::error::{FtpError, FtpResult};
+use super::listing::{self, Entry, ListingFormat};
+use super::reply::{Reply, read_reply};
+use super::time;
+use super::tls::{self, SessionConfig, TlsContext, TlsStream};
+
+/// Largest directory listing we accept, so a hostile server cannot exhaust memory.
+const MAX_LISTING_BYTES: usize = 512 * 1024 * 1024;
+
+/// A password that never shows in logs or Debug output.
+#[derive(Clone, Default)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Password(secret.into())
+    }
+
+    /// The password itself, for the PASS command only.
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How TLS is used on the control and data connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain FTP.
+    Off,
+    /// AUTH TLS when the server offers it, plain otherwise.
+    Auto,
+    /// AUTH TLS or fail; credentials are never sent in the clear.
+    Required,
+    /// TLS from the first byte (ftps://, usually port 990).
+    Implicit,
+}
+
+/// Where and how to connect, shared by every connection of a pool.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Password,
+    pub tls_mode: TlsMode,
+    /// Trust settings; required unless `tls_mode` is `Off`.
+    pub tls: Option<TlsContext>,
+    /// Active mode (PORT/EPRT, the server connects to us) instead of passive.
+    pub active: bool,
+    /// Bound on every network wait.
+    pub timeout: Duration,
+    /// Use the address in a 227 reply instead of the control connection's peer.
+    pub trust_pasv_ip: bool,
+}
+
+/// What the server announced in FEAT (RFC 2389).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    pub mlst: bool,
+    pub mfmt: bool,
+    pub mdtm: bool,
+    pub size: bool,
+    pub rest_stream: bool,
+    pub epsv: bool,
+    pub utf8: bool,
+    pub auth_tls: bool,
+}
+
+impl Features {
+    /// Reads the feature lines of a 211 FEAT reply.
+    pub fn parse(reply: &Reply) -> Features {
+        let mut f = Features::default();
+        let inner = reply
+            .lines
+            .iter()
+            .skip(1)
+            .take(reply.lines.len().saturating_sub(2));
+        for line in inner {
+            let upper = line.trim().to_ascii_uppercase();
+            let mut words = upper.split_whitespace();
+            let Some(verb) = words.next() else { continue };
+            let rest: Vec<&str> = words.collect();
+            match verb {
+                "MLST" | "MLSD" => f.mlst = true,
+                "MFMT" => f.mfmt = true,
+                "MDTM" => f.mdtm = true,
+                "SIZE" => f.size = true,
+                "REST" => f.rest_stream |= rest.contains(&"STREAM"),
+                "EPSV" => f.epsv = true,
+                "UTF8" => f.utf8 = true,
+                "AUTH" => {
+                    f.auth_tls |= rest
+                        .iter()
+                        .flat_map(|w| w.split(';'))
+                        .any(|w| w == "TLS" || w == "TLS-C")
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// What we learned about a server at run time, shared by all its connections, so a command
+/// that is not implemented is tried once, not on every call.
+#[derive(Debug, Default)]
+pub struct ServerQuirks {
+    pub no_epsv: AtomicBool,
+    pub no_mlsd: AtomicBool,
+    pub no_chmod: AtomicBool,
+    pub no_set_mtime: AtomicBool,
+}
+
+/// The byte stream under the control connection.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+    Closed,
+}
+
+impl Transport {
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Transport::Plain(s) => Some(s),
+            Transport::Tls(s) => Some(&s.sock),
+            Transport::Closed => None,
+        }
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
+            Transport::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            Transport::Tls(s) => s.write(buf),
+            Transport::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            Transport::Tls(s) => s.flush(),
+            Transport::Closed => Ok(()),
+        }
+    }
+}
+
+/// A data transfer in progress (after the server's 1xx). Give it back to
+/// `finish_download`/`finish_upload` on the same connection.
+pub struct Transfer {
+    pub stream: DataStream,
+    /// Servers that skip the 1xx send their final reply first; keep it for `finish_*`.
+    early_final: Option<Reply>,
+}
+
+impl Read for Transfer {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Transfer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// The socket a data connection comes from before it is established.
+enum PendingData {
+    Connected(TcpStream),
+    Listening(TcpListener),
+}
+
+/// A logged-in control connection.
+pub struct Control {
+    io: BufReader<Transport>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    opts: Arc<ConnectOptions>,
+    quirks: Arc<ServerQuirks>,
+    features: Features,
+    /// Set once PROT P is in force: data connections use TLS with this session cache.
+    data_tls: Option<(SessionConfig, ServerName<'static>)>,
+    broken: bool,
+    last_used: Instant,
+}
+
+impl Control {
+    /// Connects, sets up TLS as configured, logs in and prepares binary transfers.
+    pub fn connect(opts: Arc<ConnectOptions>, quirks: Arc<ServerQuirks>) -> FtpResult<Control> {
+        let sock = connect_tcp(&opts.host, opts.port, opts.timeout)?;
+        let peer = sock.peer_addr()?;
+        let local = sock.local_addr()?;
+        let tls_config = match (&opts.tls, opts.tls_mode) {
+            (_, TlsMode::Off) => None,
+            (Some(ctx), _) => Some((ctx.session_config()?, tls::server_name(&opts.host)?)),
+            (None, _) => {
+                return Err(FtpError::Tls(
+                    "TLS requested but no TLS settings given".into(),
+                ));
+            }
+        };
+        let transport = match (&tls_config, opts.tls_mode) {
+            (Some((session, name)), TlsMode::Implicit) => {
+                Transport::Tls(Box::new(tls::connect(&session.config, name, sock)?))
+            }
+            _ => Transport::Plain(sock),
+        };
+        let mut control = Control {
+            io: BufReader::with_capacity(16 * 1024, transport),
+            peer,
+            local,
+            opts: opts.clone(),
+            quirks,
+            features: Features::default(),
+            data_tls: None,
+            broken: false,
+            last_used: Instant::now(),
+        };
+        control.read_welcome()?;
+        if matches!(opts.tls_mode, TlsMode::Auto | TlsMode::Required) {
+            if let Some((session, name)) = &tls_config {
+                control.auth_tls(&session.config, name)?;
+            }
+        }
+        control.login()?;
+        if let Some(config) = tls_config {
+            if control.is_tls() {
+                control.expect("PBSZ 0", |c| c == 200)?;
+                control.expect("PROT P", |c| c == 200)?;
+                control.data_tls = Some(config);
+            }
+        }
+        control.discover_features()?;
+        control.expect("TYPE I", |c| c == 200)?;
+        Ok(control)
+    }
+
+    /// Whether the control connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io.get_ref(), Transport::Tls(_))
+    }
+
+    /// What the server announced in FEAT.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// Whether an error left this connection unusable (it must not go back to a pool).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Whether the next data connection could not resume this connection's TLS session
+    /// (TLS 1.3 tickets used up by uploads); such a connection is replaced, since servers
+    /// that require session reuse would refuse the transfer.
+    pub fn needs_fresh_session(&self) -> bool {
+        let Some((session, _)) = &self.data_tls else {
+            return false;
+        };
+        let Transport::Tls(control) = self.io.get_ref() else {
+            return false;
+        };
+        control.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+            && session.server_sends_tickets()
+            && session.tls13_tickets() == 0
+    }
+
+    /// When the connection last completed a command.
+    pub fn last_used(&self) -> Instant {
+        self.last_used
+    }
+
+    /// Quirks shared with the other connections to this server.
+    pub fn quirks(&self) -> &ServerQuirks {
+        &self.quirks
+    }
+
+    fn read_welcome(&mut self) -> FtpResult<()> {
+        loop {
+            let reply = self.read()?;
+            match reply.code {
+                120 => continue,
+                220 => return Ok(()),
+                _ => {
+                    self.broken = true;
+                    return Err(FtpError::Reply {
+                        command: "connect".into(),
+                        code: reply.code,
+                        text: reply.text(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn auth_tls(&mut self, config: &Arc<ClientConfig>, name: &ServerName<'static>) -> FtpResult<()> {
+        let reply = self.cmd("AUTH TLS")?;
+        if reply.code != 234 {
+            if self.opts.tls_mode == TlsMode::Required {
+                self.broken = true;
+                return Err(FtpError::NotSupported(format!(
+                    "server refused AUTH TLS ({} {}) and tls=required: not sending credentials in the clear",
+                    reply.code,
+                    reply.text()
+                )));
+            }
+            log::info!("server does not offer TLS ({}); continuing unencrypted", reply.code);
+            return Ok(());
+        }
+        if !self.io.buffer().is_empty() {
+            self.broken = true;
+            return Err(FtpError::Protocol(
+                "server sent data after 234 before the TLS handshake".into(),
+            ));
+        }
+        let transport = std::mem::replace(self.io.get_mut(), Transport::Closed);
+        let Transport::Plain(sock) = transport else {
+            self.broken = true;
+            return Err(FtpError::Protocol("AUTH TLS on an encrypted connection".into()));
+        };
+        let stream = tls::connect(config, name, sock).inspect_err(|_| self.broken = true)?;
+        *self.io.get_mut() = Transport::Tls(Box::new(stream));
+        Ok(())
+    }
+
+    fn login(&mut self) -> FtpResult<()> {
+        let user = self.opts.user.clone();
+        let reply = self.cmd(&format!("USER {user}"))?;
+        let reply = match reply.code {
+            230 => return Ok(()),
+            331 | 332 => {
+                let pass = format!("PASS {}", self.opts.password.expose());
+                self.cmd(&pass)?
+            }
+            _ => reply,
+        };
+        match reply.code {
+            230 | 202 => Ok(()),
+            _ => Err(FtpError::Reply {
+                command: "login".into(),
+                code: reply.code,
+                text: reply.text(),
+            }),
+        }
+    }
+
+    fn discover_features(&mut self) -> FtpResult<()> {
+        let reply = self.cmd("FEAT")?;
+        if reply.code == 211 {
+            self.features = Features::parse(&reply);
+        }
+        if self.features.utf8 {
+            // Failure is harmless: names then go through as raw bytes anyway.
+            let _ = self.cmd("OPTS UTF8 ON")?;
+        }
+        Ok(())
+    }
+
+    fn read(&mut self) -> FtpResult<Reply> {
+        match read_reply(&mut self.io) {
+            Ok(reply) => {
+                log::debug!("<- {} {}", reply.code, reply.text());
+                if reply.code == 421 {
+                    self.broken = true;
+                }
+                Ok(reply)
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) -> FtpResult<()> {
+        if line.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err(FtpError::InvalidName(
+                "names with CR, LF or NUL cannot be sent over FTP".into(),
+            ));
+        }
+        if self.broken {
+            return Err(FtpError::Io(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "connection is closed",
+            )));
+        }
+        if line.starts_with("PASS ") {
+            log::debug!("-> PASS ***");
+        } else {
+            log::debug!("-> {line}");
+        }
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        let transport = self.io.get_mut();
+        let result = transport.write_all(&bytes).and_then(|_| transport.flush());
+        if let Err(e) = result {
+            self.broken = true;
+            return Err(FtpError::Io(e));
+        }
+        Ok(())
+    }
+
+    /// Sends one command and returns the server's final reply, whatever its code.
+    pub fn cmd(&mut self, line: &str) -> FtpResult<Reply> {
+        self.send(line)?;
+        let reply = self.read()?;
+        self.last_used = Instant::now();
+        Ok(reply)
+    }
+
+    /// Sends one command and fails unless the reply code satisfies `ok`.
+    pub fn expect(&mut self, line: &str, ok: impl Fn(u16) -> bool) -> FtpResult<Reply> {
+        let reply = self.cmd(line)?;
+        if ok(reply.code) {
+            Ok(reply)
+        } else {
+            Err(refusal(line, &reply))
+        }
+    }
+
+    /// Checks the connection is alive (NOOP).
+    pub fn noop(&mut self) -> FtpResult<()> {
+        self.expect("NOOP", |c| c == 200).map(|_| ())
+    }
+
+    /// Says goodbye; errors are irrelevant at that point.
+    pub fn quit(mut self) {
+        if !self.broken {
+            let _ = self.cmd("QUIT");
+        }
+    }
+
+    /// Opens the data connection's socket: connected (passive) or listening (active).
+    fn open_data_socket(&mut self) -> FtpResult<PendingData> {
+        if self.opts.active {
+            let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))?;
+            listener.set_nonblocking(true)?;
+            let addr = listener.local_addr()?;
+            self.expect(&data::active_command(addr), |c| c == 200)?;
+            return Ok(PendingData::Listening(listener));
+        }
+        let target = self.passive_address()?;
+        let sock = TcpStream::connect_timeout(&target, self.opts.timeout)?;
+        data::set_timeouts(&sock, self.opts.timeout)?;
+        Ok(PendingData::Connected(sock))
+    }
+
+    /// Asks for a passive port: EPSV, else PASV (remembered per server).
+    fn passive_address(&mut self) -> FtpResult<SocketAddr> {
+        if !self.quirks.no_epsv.load(Ordering::Relaxed) {
+            let reply = self.cmd("EPSV")?;
+            if reply.code == 229 {
+                if let Some(port) = data::parse_epsv(&reply.text()) {
+                    return Ok(SocketAddr::new(self.peer.ip(), port));
+                }
+                self.broken = true;
+                return Err(FtpError::Protocol(format!(
+                    "unreadable EPSV reply: {}",
+                    reply.text()
+                )));
+            }
+            if reply.code == 421 {
+                return Err(refusal("EPSV", &reply));
+            }
+            log::debug!("EPSV refused ({}); using PASV from now on", reply.code);
+            self.quirks.no_epsv.store(true, Ordering::Relaxed);
+        }
+        let reply = self.expect("PASV", |c| c == 227)?;
+        let Some((ip, port)) = data::parse_pasv(&reply.text()) else {
+            self.broken = true;
+            return Err(FtpError::Protocol(format!(
+                "unreadable PASV reply: {}",
+                reply.text()
+            )));
+        };
+        // Servers behind NAT announce private or 0.0.0.0 addresses: the peer is the truth.
+        let ip = if self.opts.trust_pasv_ip && !ip.is_unspecified() {
+            ip.into()
+        } else {
+            self.peer.ip()
+        };
+        Ok(SocketAddr::new(ip, port))
+    }
+
+    /// Starts a transfer: data socket, optional REST, the command, then the data connection
+    /// (TLS if PROT P) and the server's 1xx, in whichever order the server sends them.
+    pub fn start_transfer(&mut self, command: &str, offset: u64) -> FtpResult<Transfer> {
+        if self.needs_fresh_session() {
+            self.broken = true;
+            return Err(FtpError::Tls(
+                "no TLS session ticket left for a data connection; reconnecting".into(),
+            ));
+        }
+        let pending = self.open_data_socket()?;
+        if offset > 0 {
+            self.expect(&format!("REST {offset}"), |c| c == 350)?;
+        }
+        self.send(command)?;
+        let mut first_reply: Option<Reply> = None;
+        let sock = match pending {
+            PendingData::Connected(sock) => sock,
+            PendingData::Listening(listener) => {
+                self.accept_data(&listener, command, &mut first_reply)?
+            }
+        };
+        let stream = match self.data_tls.clone() {
+            Some((session, name)) => {
+                let config = session.config;
+                DataStream::Tls(Box::new(self.data_handshake(
+                    &config,
+                    &name,
+                    sock,
+                    command,
+                    &mut first_reply,
+                )?))
+            }
+            None => DataStream::Plain(sock),
+        };
+        let reply = match first_reply {
+            Some(r) => r,
+            None => self.read()?,
+        };
+        if reply.is_preliminary() {
+            return Ok(Transfer {
+                stream,
+                early_final: None,
+            });
+        }
+        if reply.is_success() {
+            return Ok(Transfer {
+                stream,
+                early_final: Some(reply),
+            });
+        }
+        stream.abandon();
+        Err(refusal(command, &reply))
+    }
+
+    /// Waits for the server's connection in active mode, or for its refusal on the control
+    /// connection, whichever comes first.
+    fn accept_data(
+        &mut self,
+        listener: &TcpListener,
+        command: &str,
+        first_reply: &mut Option<Reply>,
+    ) -> FtpResult<TcpStream> {
+        let deadline = Instant::now() + self.opts.timeout;
+        loop {
+            if first_reply.is_none() && !self.io.buffer().is_empty() {
+                self.note_first_reply(command, first_reply)?;
+                continue;
+            }
+            let ctrl_fd = self.control_fd()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ready = data::wait_readable(&[listener.as_raw_fd(), ctrl_fd], left)
+                .inspect_err(|_| self.broken = true)?;
+            if ready[0] {
+                let sock = data::accept_from(listener, self.peer.ip(), self.opts.timeout)?;
+                data::set_timeouts(&sock, self.opts.timeout)?;
+                return Ok(sock);
+            }
+            if ready[1] && first_reply.is_none() {
+                self.note_first_reply(command, first_reply)?;
+            } else if ready[1] {
+                // A second reply before any connection: the server gave up on us.
+                let reply = self.read()?;
+                return Err(refusal(command, &reply));
+            }
+        }
+    }
+
+    /// Reads the reply that answers a transfer command before the data connection is up.
+    fn note_first_reply(&mut self, command: &str, slot: &mut Option<Reply>) -> FtpResult<()> {
+        let reply = self.read()?;
+        if reply.is_preliminary() || reply.is_success() {
+            *slot = Some(reply);
+            Ok(())
+        } else {
+            Err(refusal(command, &reply))
+        }
+    }
+
+    /// TLS on the data connection. Some servers send their 1xx before the handshake and some
+    /// after, so the ClientHello goes out at once and both sockets are watched.
+    fn data_handshake(
+        &mut self,
+        config: &Arc<ClientConfig>,
+        name: &ServerName<'static>,
+        sock: TcpStream,
+        command: &str,
+        first_reply: &mut Option<Reply>,
+    ) -> FtpResult<TlsStream> {
+        let conn = rustls::ClientConnection::new(config.clone(), name.clone())
+            .map_err(|e| FtpError::Tls(e.to_string()))?;
+        let mut stream = rustls::StreamOwned::new(conn, sock);
+        while stream.conn.wants_write() {
+            stream.conn.write_tls(&mut stream.sock)?;
+        }
+        let deadline = Instant::now() + self.opts.timeout;
+        while first_reply.is_none() {
+            if !self.io.buffer().is_empty() {
+                self.note_first_reply(command, first_reply)?;
+                break;
+            }
+            let ctrl_fd = self.control_fd()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ready = data::wait_readable(&[stream.sock.as_raw_fd(), ctrl_fd], left)
+                .inspect_err(|_| self.broken = true)?;
+            if ready[1] {
+                self.note_first_reply(command, first_reply)?;
+            } else if ready[0] {
+                break;
+            }
+        }
+        tls::finish_handshake(&mut stream)?;
+        log::debug!(
+            "data connection TLS: {:?} {:?}",
+            stream.conn.protocol_version(),
+            stream.conn.handshake_kind()
+        );
+        Ok(stream)
+    }
+
+    fn control_fd(&self) -> FtpResult<i32> {
+        self.io
+            .get_ref()
+            .tcp()
+            .map(|s| s.as_raw_fd())
+            .ok_or_else(|| FtpError::Protocol("control connection closed".into()))
+    }
+
+    /// Ends a download. `complete`: the data reached end of file; otherwise the stream is cut
+    /// short and the server's 426/451 is accepted as the end (DESIGN §5: no ABOR).
+    pub fn finish_download(&mut self, transfer: Transfer, complete: bool) -> FtpResult<()> {
+        let Transfer {
+            stream,
+            early_final,
+        } = transfer;
+        stream.abandon();
+        let reply = match early_final {
+            Some(r) => r,
+            None => self.read_final()?,
+        };
+        if reply.is_success() {
+            return Ok(());
+        }
+        if !complete && matches!(reply.code, 425 | 426 | 450 | 451) {
+            return Ok(());
+        }
+        if !complete {
+            // An answer that fits neither outcome: we cannot trust the reply sequence any more.
+            self.broken = true;
+        }
+        Err(refusal("RETR", &reply))
+    }
+
+    /// Ends an upload and returns the server's verdict on the stored file.
+    pub fn finish_upload(&mut self, transfer: Transfer) -> FtpResult<()> {
+        let Transfer {
+            mut stream,
+            early_final,
+        } = transfer;
+        let closed = stream.finish_upload();
+        stream.abandon();
+        let reply = match early_final {
+            Some(r) => r,
+            None => self.read_final()?,
+        };
+        if !reply.is_success() {
+            return Err(refusal("STOR", &reply));
+        }
+        closed.map_err(FtpError::Io)
+    }
+
+    /// Reads replies until a final one, skipping stray 1xx.
+    fn read_final(&mut self) -> FtpResult<Reply> {
+        loop {
+            let reply = self.read()?;
+            if !reply.is_preliminary() {
+                self.last_used = Instant::now();
+                return Ok(reply);
+            }
+        }
+    }
+
+    /// Lists a directory: MLSD where the server has it, else `LIST -a` after CWD (a path
+    /// argument to LIST is globbed or taken as options by some servers).
+    pub fn list_dir(&mut self, path: &str) -> FtpResult<Vec<Entry>> {
+        if self.features.mlst && !self.quirks.no_mlsd.load(Ordering::Relaxed) {
+            match self.read_listing(&format!("MLSD {path}")) {
+                Err(FtpError::Reply { code, .. }) if matches!(code, 500 | 502 | 504) => {
+                    self.quirks.no_mlsd.store(true, Ordering::Relaxed);
+                }
+                Ok(data) => {
+                    return Ok(listing::parse_listing(
+                        &data,
+                        ListingFormat::Mlsd,
+                        SystemTime::now(),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.expect(&format!("CWD {path}"), |c| c == 250)?;
+        let data = self.read_listing("LIST -a")?;
+        Ok(listing::parse_listing(
+            &data,
+            ListingFormat::List,
+            SystemTime::now(),
+        ))
+    }
+
+    fn read_listing(&mut self, command: &str) -> FtpResult<Vec<u8>> {
+        let mut transfer = self.start_transfer(command, 0)?;
+        let mut data = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match transfer.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if data.len() + n > MAX_LISTING_BYTES {
+                        let _ = self.finish_download(transfer, false);
+                        return Err(FtpError::Protocol("directory listing too large".into()));
+                    }
+                    data.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = self.finish_download(transfer, false);
+                    self.broken = true;
+                    return Err(FtpError::Io(e));
+                }
+            }
+        }
+        self.finish_download(transfer, true)?;
+        Ok(data)
+    }
+
+    /// Describes one path with MLST; `None` if the server lacks MLST.
+    pub fn mlst(&mut self, path: &str) -> FtpResult<Option<Entry>> {
+        if !self.features.mlst {
+            return Ok(None);
+        }
+        let reply = self.expect(&format!("MLST {path}"), |c| c == 250)?;
+        let entry = reply
+            .lines
+            .iter()
+            .skip(1)
+            .find(|l| l.starts_with(' '))
+            .and_then(|l| listing::parse_mlst_line(l));
+        match entry {
+            Some(e) => Ok(Some(e)),
+            None => Err(FtpError::Protocol(format!(
+                "unreadable MLST reply for {path:?}"
+            ))),
+        }
+    }
+
+    /// Size of a file in bytes (SIZE, RFC 3659).
+    pub fn size(&mut self, path: &str) -> FtpResult<u64> {
+        let reply = self.expect(&format!("SIZE {path}"), |c| c == 213)?;
+        reply
+            .text()
+            .trim()
+            .parse()
+            .map_err(|_| FtpError::Protocol(format!("unreadable SIZE reply: {}", reply.text())))
+    }
+
+    /// Modification time of a file (MDTM, RFC 3659).
+    pub fn mdtm(&mut self, path: &str) -> FtpResult<SystemTime> {
+        let reply = self.expect(&format!("MDTM {path}"), |c| c == 213)?;
+        time::parse_ftp_time(reply.text().trim())
+            .ok_or_else(|| FtpError::Protocol(format!("unreadable MDTM reply: {}", reply.text())))
+    }
+
+    /// Removes a file.
+    pub fn delete(&mut self, path: &str) -> FtpResult<()> {
+        self.expect(&format!("DELE {path}"), |c| c == 250 || c == 200)
+            .map(|_| ())
+    }
+
+    /// Creates a directory.
+    pub fn mkdir(&mut self, path: &str) -> FtpResult<()> {
+        self.expect(&format!("MKD {path}"), |c| c == 257 || c == 250)
+            .map(|_| ())
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&mut self, path: &str) -> FtpResult<()> {
+        self.expect(&format!("RMD {path}"), |c| c == 250 || c == 200)
+            .map(|_| ())
+    }
+
+    /// Renames a file or directory (RNFR + RNTO).
+    pub fn rename(&mut self, from: &str, to: &str) -> FtpResult<()> {
+        check_name(to)?;
+        self.expect(&format!("RNFR {from}"), |c| c == 350)?;
+        self.expect(&format!("RNTO {to}"), |c| c == 250 || c == 200)
+            .map(|_| ())
+    }
+
+    /// Sets a modification time: MFMT, else vsftpd's `MDTM time path`; NotSupported when
+    /// the server has neither.
+    pub fn set_mtime(&mut self, path: &str, mtime: SystemTime) -> FtpResult<()> {
+        if self.quirks.no_set_mtime.load(Ordering::Relaxed) {
+            return Err(FtpError::NotSupported("setting modification times".into()));
+        }
+        let stamp = time::format_ftp_time(mtime);
+        let command = if self.features.mfmt {
+            format!("MFMT {stamp} {path}")
+        } else if self.features.mdtm {
+            format!("MDTM {stamp} {path}")
+        } else {
+            self.quirks.no_set_mtime.store(true, Ordering::Relaxed);
+            return Err(FtpError::NotSupported("setting modification times".into()));
+        };
+        let reply = self.cmd(&command)?;
+        match reply.code {
+            213 | 200 | 250 => Ok(()),
+            500 | 502 | 504 => {
+                self.quirks.no_set_mtime.store(true, Ordering::Relaxed);
+                Err(FtpError::NotSupported("setting modification times".into()))
+            }
+            _ => Err(refusal(&command, &reply)),
+        }
+    }
+
+    /// Sets permission bits with SITE CHMOD; NotSupported when the server lacks it.
+    pub fn chmod(&mut self, path: &str, mode: u32) -> FtpResult<()> {
+        if self.quirks.no_chmod.load(Ordering::Relaxed) {
+            return Err(FtpError::NotSupported("SITE CHMOD".into()));
+        }
+        let command = format!("SITE CHMOD {:o} {path}", mode & 0o7777);
+        let reply = self.cmd(&command)?;
+        match reply.code {
+            200 | 250 => Ok(()),
+            500 | 502 | 504 => {
+                self.quirks.no_chmod.store(true, Ordering::Relaxed);
+                Err(FtpError::NotSupported("SITE CHMOD".into()))
+            }
+            _ => Err(refusal(&command, &reply)),
+        }
+    }
+
+    /// Starts a download of `path` at byte `offset` (REST + RETR).
+    pub fn retr(&mut self, path: &str, offset: u64) -> FtpResult<Transfer> {
+        self.start_transfer(&format!("RETR {path}"), offset)
+    }
+
+    /// Starts an upload to `path`, replacing it (STOR) or appending (APPE).
+    pub fn stor(&mut self, path: &str, append: bool) -> FtpResult<Transfer> {
+        let verb = if append { "APPE" } else { "STOR" };
+        self.start_transfer(&format!("{verb} {path}"), 0)
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        if let Some(sock) = self.io.get_ref().tcp() {
+            let _ = sock.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Refuses names that would let a path inject a command.
+pub fn check_name(path: &str) -> FtpResult<()> {
+    if path.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(FtpError::InvalidName(
+            "names with CR, LF or NUL cannot be sent over FTP".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A negative reply as an error naming the command's verb (arguments may be secrets).
+fn refusal(line: &str, reply: &Reply) -> FtpError {
+    let verb = line.split_whitespace().next().unwrap_or("").to_string();
+    FtpError::Reply {
+        command: verb,
+        code: reply.code,
+        text: reply.text(),
+    }
+}
+
+/// Connects to the first address of `host` that answers within `timeout`.
+fn connect_tcp(host: &str, port: u16, timeout: Duration) -> FtpResult<TcpStream> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            FtpError::Io(io::Error::new(
+                e.kind(),
+                format!("cannot resolve {host}: {e}"),
+            ))
+        })?
+        .collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}"));
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(sock) => {
+                sock.set_read_timeout(Some(timeout))?;
+                sock.set_write_timeout(Some(timeout))?;
+                sock.set_nodelay(true)?;
+                return Ok(sock);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(FtpError::Io(io::Error::new(
+        last.kind(),
+        format!("cannot connect to {host}:{port}: {last}"),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feat(text: &str) -> Features {
+        let reply = read_reply(&mut io::Cursor::new(text.as_bytes().to_vec())).unwrap();
+        Features::parse(&reply)
+    }
+
+    #[test]
+    fn vsftpd_features() {
+        let f = feat(
+            "211-Features:\r\n AUTH TLS\r\n EPRT\r\n EPSV\r\n MDTM\r\n PASV\r\n PBSZ\r\n PROT\r\n REST STREAM\r\n SIZE\r\n TVFS\r\n UTF8\r\n211 End\r\n",
+        );
+        assert!(f.auth_tls && f.epsv && f.mdtm && f.size && f.rest_stream && f.utf8);
+        assert!(!f.mlst && !f.mfmt);
+    }
+
+    #[test]
+    fn proftpd_features() {
+        let f = feat(
+            "211-Features:\r\n AUTH TLS\r\n CCC\r\n PBSZ\r\n PROT\r\n LANG en-US*\r\n MDTM\r\n MFMT\r\n TVFS\r\n UTF8\r\n MFF modify;UNIX.group;UNIX.mode;\r\n MLST modify*;perm*;size*;type*;unique*;UNIX.group*;UNIX.groupname*;UNIX.mode*;UNIX.owner*;UNIX.ownername*;\r\n SITE MKDIR\r\n SITE RMDIR\r\n SITE UTIME\r\n SITE SYMLINK\r\n SITE COPY\r\n SIZE\r\n REST STREAM\r\n EPSV\r\n EPRT\r\n211 End\r\n",
+        );
+        assert!(f.auth_tls && f.mlst && f.mfmt && f.mdtm && f.size && f.rest_stream);
+    }
+
+    #[test]
+    fn auth_variants() {
+        assert!(feat("211-x\r\n AUTH SSL;TLS\r\n211 End\r\n").auth_tls);
+        assert!(feat("211-x\r\n AUTH TLS-C\r\n211 End\r\n").auth_tls);
+        assert!(!feat("211-x\r\n AUTH SSL\r\n211 End\r\n").auth_tls);
+        assert_eq!(feat("211 no features\r\n"), Features::default());
+    }
+
+    #[test]
+    fn names_with_line_breaks_are_refused() {
+        assert!(check_name("/a\r\nDELE b").is_err());
+        assert!(check_name("/a\nb").is_err());
+        assert!(check_name("/a\0b").is_err());
+        assert!(check_name("/a b/ç").is_ok());
+    }
+
+    #[test]
+    fn password_is_hidden_from_debug() {
+        let opts = format!("{:?}", Password::new("hunter2"));
+        assert!(!opts.contains("hunter2"));
+    }
+}

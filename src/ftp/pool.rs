@@ -1,0 +1,317 @@
+//! A pool of logged-in control connections shared by the whole mount.
+//!
+//! Connections open lazily up to a limit. A connection carrying a transfer stays checked out
+//! until the transfer ends. Metadata callers get one spare connection beyond the limit (unless
+//! the server has shown it limits logins) so `ls` stays fast while every slot is streaming.
+//! When every slot is taken, an idle download (one not inside a read call) is preempted: it
+//! gives its connection back and transparently restarts at its offset when next read.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::control::{ConnectOptions, Control, ServerQuirks};
+use super::error::{FtpError, FtpResult};
+
+/// Idle connections older than this get a NOOP before reuse: servers drop idle sessions.
+const IDLE_CHECK: Duration = Duration::from_secs(15);
+/// After a 421 at login lowered the limit, try the configured limit again after this long.
+const LIMIT_RECOVERY: Duration = Duration::from_secs(60);
+
+/// What a connection is wanted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A short command or a listing.
+    Meta,
+    /// A RETR/STOR stream that holds the connection until it ends.
+    Transfer,
+}
+
+/// Something holding a connection that can give it back on request (an idle download).
+pub trait Preemptible: Send + Sync {
+    /// Ends the holder's transfer and hands over its connection, or None if busy right now.
+    fn preempt(&self) -> Option<PooledControl>;
+}
+
+struct State {
+    idle: Vec<Control>,
+    /// Connections in existence (idle + checked out + being opened).
+    open: usize,
+    /// Current limit; lowered when the server answers 421 at login.
+    limit: usize,
+    limit_lowered_at: Option<Instant>,
+    /// Whether the server ever refused a login for too many connections.
+    server_limits_logins: bool,
+}
+
+struct Shared {
+    opts: Arc<ConnectOptions>,
+    quirks: Arc<ServerQuirks>,
+    configured: usize,
+    state: Mutex<State>,
+    changed: Condvar,
+    preemptible: Mutex<Vec<Weak<dyn Preemptible>>>,
+}
+
+/// A pool of control connections to one server.
+#[derive(Clone)]
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+/// A checked-out connection; goes back to the pool on drop (or is closed if broken).
+pub struct PooledControl {
+    conn: Option<Control>,
+    shared: Arc<Shared>,
+}
+
+impl Pool {
+    /// A pool of at most `max` connections (at least 1) with these settings.
+    pub fn new(opts: ConnectOptions, max: usize) -> Pool {
+        let max = max.max(1);
+        Pool {
+            shared: Arc::new(Shared {
+                opts: Arc::new(opts),
+                quirks: Arc::new(ServerQuirks::default()),
+                configured: max,
+                state: Mutex::new(State {
+                    idle: Vec::new(),
+                    open: 0,
+                    limit: max,
+                    limit_lowered_at: None,
+                    server_limits_logins: false,
+                }),
+                changed: Condvar::new(),
+                preemptible: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The settings every connection uses.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.shared.opts
+    }
+
+    /// Connections currently open (idle or in use).
+    pub fn open_connections(&self) -> usize {
+        self.shared.state.lock().open
+    }
+
+    /// The current connection limit (lower than configured after 421s at login).
+    pub fn limit(&self) -> usize {
+        self.shared.state.lock().limit
+    }
+
+    /// Registers a download that may be asked to give its connection back.
+    pub fn register_preemptible(&self, holder: Weak<dyn Preemptible>) {
+        let mut list = self.shared.preemptible.lock();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(holder);
+    }
+
+    /// Checks out a connection, waiting at most the configured timeout.
+    pub fn get(&self, purpose: Purpose) -> FtpResult<PooledControl> {
+        let deadline = Instant::now() + self.shared.opts.timeout;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let mut st = self.shared.state.lock();
+            if let Some(lowered) = st.limit_lowered_at {
+                if lowered.elapsed() > LIMIT_RECOVERY {
+                    st.limit = self.shared.configured;
+                    st.limit_lowered_at = None;
+                }
+            }
+            if let Some(conn) = st.idle.pop() {
+                drop(st);
+                if let Some(conn) = self.revalidate(conn) {
+                    return Ok(self.wrap(conn));
+                }
+                continue;
+            }
+            let spare = usize::from(purpose == Purpose::Meta && !st.server_limits_logins);
+            if st.open < st.limit + spare {
+                st.open += 1;
+                drop(st);
+                match Control::connect(self.shared.opts.clone(), self.shared.quirks.clone()) {
+                    Ok(conn) => return Ok(self.wrap(conn)),
+                    Err(e) => {
+                        let mut st = self.shared.state.lock();
+                        st.open -= 1;
+                        self.shared.changed.notify_all();
+                        if !is_too_many_connections(&e) {
+                            return Err(e);
+                        }
+                        st.server_limits_logins = true;
+                        st.limit = st.open.max(1);
+                        st.limit_lowered_at = Some(Instant::now());
+                        log::warn!(
+                            "server refused a login ({e}); using at most {} connection(s)",
+                            st.limit
+                        );
+                        if st.open > 0 {
+                            continue;
+                        }
+                        // Nothing of ours to wait for: other clients hold the server's slots.
+                        drop(st);
+                        if Instant::now() + backoff > deadline {
+                            return Err(e);
+                        }
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                }
+            }
+            drop(st);
+            if let Some(conn) = self.preempt_one() {
+                return Ok(conn);
+            }
+            let mut st = self.shared.state.lock();
+            if !st.idle.is_empty() || st.open < st.limit + spare {
+                continue;
+            }
+            // Wake up now and then to retry preemption: a reader may have become idle.
+            let wait_until = deadline.min(Instant::now() + Duration::from_millis(200));
+            let _ = self.shared.changed.wait_until(&mut st, wait_until);
+            if Instant::now() >= deadline {
+                return Err(FtpError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "timed out waiting for a free FTP connection",
+                )));
+            }
+        }
+    }
+
+    /// Runs `op` on a connection. When the connection breaks (reset, timeout, 421) and the
+    /// operation is safe to repeat, runs it once more on a newly opened connection.
+    pub fn run<T>(
+        &self,
+        idempotent: bool,
+        mut op: impl FnMut(&mut Control) -> FtpResult<T>,
+    ) -> FtpResult<T> {
+        let mut conn = self.get(Purpose::Meta)?;
+        match op(&mut conn) {
+            Err(e) if idempotent && conn.is_broken() => {
+                log::warn!("connection lost ({e}); retrying on a new connection");
+                drop(conn);
+                self.drop_idle();
+                let mut fresh = self.get(Purpose::Meta)?;
+                op(&mut fresh)
+            }
+            other => other,
+        }
+    }
+
+    /// Closes all idle connections: after one broke they are likely dead too (server restart).
+    pub fn drop_idle(&self) {
+        let idle: Vec<Control> = {
+            let mut st = self.shared.state.lock();
+            let idle = std::mem::take(&mut st.idle);
+            st.open -= idle.len();
+            idle
+        };
+        self.shared.changed.notify_all();
+        drop(idle);
+    }
+
+    /// Closes every idle connection politely (at unmount).
+    pub fn shutdown(&self) {
+        let idle: Vec<Control> = {
+            let mut st = self.shared.state.lock();
+            let idle = std::mem::take(&mut st.idle);
+            st.open -= idle.len();
+            idle
+        };
+        for conn in idle {
+            conn.quit();
+        }
+    }
+
+    fn wrap(&self, conn: Control) -> PooledControl {
+        PooledControl {
+            conn: Some(conn),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// NOOPs a connection that sat idle for long; None (and the slot freed) if it is dead.
+    fn revalidate(&self, mut conn: Control) -> Option<Control> {
+        if conn.last_used().elapsed() < IDLE_CHECK {
+            return Some(conn);
+        }
+        if conn.noop().is_ok() {
+            return Some(conn);
+        }
+        log::debug!("idle connection is dead; replacing it");
+        drop(conn);
+        let mut st = self.shared.state.lock();
+        st.open -= 1;
+        self.shared.changed.notify_all();
+        None
+    }
+
+    fn preempt_one(&self) -> Option<PooledControl> {
+        let holders: Vec<Arc<dyn Preemptible>> = {
+            let mut list = self.shared.preemptible.lock();
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        holders.iter().find_map(|h| h.preempt())
+    }
+}
+
+impl PooledControl {
+    /// Takes the connection out of the pool's accounting for good (it is closed on drop).
+    pub fn discard(mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn);
+            let mut st = self.shared.state.lock();
+            st.open -= 1;
+            self.shared.changed.notify_all();
+        }
+    }
+}
+
+impl Deref for PooledControl {
+    type Target = Control;
+    fn deref(&self) -> &Control {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+}
+
+impl DerefMut for PooledControl {
+    fn deref_mut(&mut self) -> &mut Control {
+        self.conn.as_mut().expect("connection present until drop")
+    }
+}
+
+impl Drop for PooledControl {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        let mut st = self.shared.state.lock();
+        if conn.is_broken() || conn.needs_fresh_session() || st.open > st.limit + 1 {
+            st.open -= 1;
+            drop(st);
+            drop(conn);
+        } else {
+            st.idle.push(conn);
+            drop(st);
+        }
+        self.shared.changed.notify_all();
+    }
+}
+
+/// Whether a login failure means "too many connections" (421, or 530 with that text as
+/// some servers send) rather than bad credentials.
+fn is_too_many_connections(e: &FtpError) -> bool {
+    match e {
+        FtpError::Reply { code: 421, .. } => true,
+        FtpError::Reply { code: 530, text, .. } => {
+            let t = text.to_ascii_lowercase();
+            t.contains("too many") || t.contains("maximum")
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,527 @@
+//! `Remote` over a pool of FTP control connections.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+
+use super::{
+    Entry, EntryKind, ReadStream, Remote, RemoteCapabilities, RemoteError, RemoteErrorKind,
+    RemoteResult, WriteMode, WriteStream,
+};
+use crate::ftp::control::{Control, Features, Transfer, check_name};
+use crate::ftp::pool::{Pool, PooledControl, Preemptible, Purpose};
+use crate::ftp::{FtpError, FtpResult};
+
+/// The filesystem's storage: one FTP server, under a base directory.
+pub struct FtpRemote {
+    pool: Pool,
+    /// Absolute server path that the mount's "/" stands for, without a trailing slash
+    /// ("" for the server root).
+    base: String,
+    features: Features,
+}
+
+impl FtpRemote {
+    /// Logs in once (so bad credentials fail here, before mounting), learns the server's
+    /// features and resolves a relative `base` against the login directory.
+    pub fn connect(pool: Pool, base: &str) -> RemoteResult<FtpRemote> {
+        check_name(base).map_err(map_error)?;
+        let mut conn = pool.get(Purpose::Meta).map_err(map_error)?;
+        let features = conn.features().clone();
+        let base = if base.starts_with('/') {
+            base.to_string()
+        } else {
+            let home = working_directory(&mut conn).map_err(map_error)?;
+            if base.is_empty() {
+                home
+            } else {
+                format!("{}/{}", home.trim_end_matches('/'), base)
+            }
+        };
+        drop(conn);
+        Ok(FtpRemote {
+            pool,
+            base: base.trim_end_matches('/').to_string(),
+            features,
+        })
+    }
+
+    /// The pool this remote uses.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Maps a mount path ("/a/b") to the server's path, refusing CR/LF/NUL.
+    fn server_path(&self, path: &str) -> RemoteResult<String> {
+        check_name(path).map_err(map_error)?;
+        let rel = path.trim_start_matches('/');
+        if rel.is_empty() {
+            return Ok(if self.base.is_empty() {
+                "/".into()
+            } else {
+                self.base.clone()
+            });
+        }
+        Ok(format!("{}/{}", self.base, rel))
+    }
+
+    /// Finds one name in its parent's listing.
+    fn find_in_parent(&self, path: &str) -> RemoteResult<Option<Entry>> {
+        let (parent, name) = split_parent(path);
+        match self.list(parent) {
+            Ok(entries) => Ok(entries.into_iter().find(|e| e.name == name)),
+            Err(e) if e.kind == RemoteErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// 550 means anything from "no such file" to "permission denied": look before saying.
+    fn classify_550(&self, path: &str, err: RemoteError) -> RemoteError {
+        if err.kind != RemoteErrorKind::NotFound {
+            return err;
+        }
+        match self.find_in_parent(path) {
+            Ok(Some(_)) => RemoteError::new(RemoteErrorKind::PermissionDenied, err.message),
+            _ => err,
+        }
+    }
+
+    fn open_read_stream(&self, path: &str, offset: u64) -> RemoteResult<FtpReadStream> {
+        let server_path = self.server_path(path)?;
+        let slot = Arc::new(ReadSlot {
+            active: Mutex::new(None),
+        });
+        let stream = FtpReadStream {
+            pool: self.pool.clone(),
+            path: server_path,
+            offset,
+            slot,
+            eof: false,
+        };
+        let holder: Arc<dyn Preemptible> = stream.slot.clone();
+        self.pool.register_preemptible(Arc::downgrade(&holder));
+        {
+            let mut active = stream.slot.active.lock();
+            *active = Some(start_retr(&self.pool, &stream.path, offset)?);
+        }
+        Ok(stream)
+    }
+}
+
+impl Remote for FtpRemote {
+    fn list(&self, dir: &str) -> RemoteResult<Vec<Entry>> {
+        let path = self.server_path(dir)?;
+        self.pool
+            .run(true, |c| c.list_dir(&path))
+            .map_err(map_error)
+    }
+
+    fn stat(&self, path: &str) -> RemoteResult<Entry> {
+        let server_path = self.server_path(path)?;
+        if path.trim_matches('/').is_empty() {
+            return Ok(Entry {
+                name: "/".into(),
+                kind: EntryKind::Dir,
+                size: 0,
+                mtime: None,
+                mode: None,
+            });
+        }
+        if self.features.mlst {
+            let found = self.pool.run(true, |c| c.mlst(&server_path));
+            match found {
+                Ok(Some(mut entry)) => {
+                    entry.name = split_parent(path).1.to_string();
+                    return Ok(entry);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(map_error(e)),
+            }
+        }
+        self.find_in_parent(path)?.ok_or_else(|| {
+            RemoteError::new(RemoteErrorKind::NotFound, format!("{path}: no such file"))
+        })
+    }
+
+    fn open_read(&self, path: &str, offset: u64) -> RemoteResult<Box<dyn ReadStream>> {
+        match self.open_read_stream(path, offset) {
+            Ok(s) => Ok(Box::new(s)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_write(&self, path: &str, mode: WriteMode) -> RemoteResult<Box<dyn WriteStream>> {
+        let server_path = self.server_path(path)?;
+        let append = mode == WriteMode::Append;
+        let mut last = None;
+        // Nothing has been stored until the 1xx: a broken connection may be retried once.
+        for _ in 0..2 {
+            let mut conn = self.pool.get(Purpose::Transfer).map_err(map_error)?;
+            match conn.stor(&server_path, append) {
+                Ok(transfer) => {
+                    return Ok(Box::new(FtpWriteStream {
+                        conn: Some(conn),
+                        transfer: Some(transfer),
+                    }));
+                }
+                Err(e) if conn.is_broken() => {
+                    log::warn!("upload of {path} could not start ({e}); retrying");
+                    self.pool.drop_idle();
+                    last = Some(e);
+                }
+                Err(e) => return Err(self.classify_550(path, map_error(e))),
+            }
+        }
+        Err(map_error(last.unwrap_or_else(|| {
+            FtpError::Protocol("upload could not start".into())
+        })))
+    }
+
+    fn delete(&self, path: &str) -> RemoteResult<()> {
+        let server_path = self.server_path(path)?;
+        self.pool
+            .run(false, |c| c.delete(&server_path))
+            .map_err(|e| self.classify_550(path, map_error(e)))
+    }
+
+    fn mkdir(&self, path: &str) -> RemoteResult<()> {
+        let server_path = self.server_path(path)?;
+        match self.pool.run(false, |c| c.mkdir(&server_path)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = map_error(e);
+                if matches!(
+                    err.kind,
+                    RemoteErrorKind::NotFound | RemoteErrorKind::PermissionDenied
+                ) && matches!(self.find_in_parent(path), Ok(Some(_)))
+                {
+                    return Err(RemoteError::new(RemoteErrorKind::AlreadyExists, err.message));
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn rmdir(&self, path: &str) -> RemoteResult<()> {
+        let server_path = self.server_path(path)?;
+        match self.pool.run(false, |c| c.rmdir(&server_path)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = map_error(e);
+                if err.kind == RemoteErrorKind::NotFound
+                    || err.kind == RemoteErrorKind::PermissionDenied
+                {
+                    if let Ok(children) = self.list(path) {
+                        if !children.is_empty() {
+                            return Err(RemoteError::new(RemoteErrorKind::NotEmpty, err.message));
+                        }
+                    }
+                }
+                Err(self.classify_550(path, err))
+            }
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> RemoteResult<()> {
+        let server_from = self.server_path(from)?;
+        let server_to = self.server_path(to)?;
+        match self.pool.run(false, |c| c.rename(&server_from, &server_to)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let refused_target = matches!(&e, FtpError::Reply { command, .. } if command == "RNTO");
+                let err = map_error(e);
+                if refused_target && matches!(self.find_in_parent(to), Ok(Some(_))) {
+                    return Err(RemoteError::new(RemoteErrorKind::AlreadyExists, err.message));
+                }
+                if refused_target {
+                    return Err(err);
+                }
+                Err(self.classify_550(from, err))
+            }
+        }
+    }
+
+    fn set_mtime(&self, path: &str, mtime: SystemTime) -> RemoteResult<()> {
+        let server_path = self.server_path(path)?;
+        self.pool
+            .run(true, |c| c.set_mtime(&server_path, mtime))
+            .map_err(map_error)
+    }
+
+    fn chmod(&self, path: &str, mode: u32) -> RemoteResult<()> {
+        let server_path = self.server_path(path)?;
+        self.pool
+            .run(true, |c| c.chmod(&server_path, mode))
+            .map_err(map_error)
+    }
+
+    fn capabilities(&self) -> RemoteCapabilities {
+        RemoteCapabilities {
+            set_mtime: self.features.mfmt || self.features.mdtm,
+            chmod: true,
+            append: true,
+        }
+    }
+}
+
+/// Asks the server for the login directory (PWD: `257 "/home/x" is current directory`).
+fn working_directory(conn: &mut Control) -> FtpResult<String> {
+    let reply = conn.expect("PWD", |c| c == 257)?;
+    let text = reply.text();
+    let start = text.find('"');
+    let end = text.rfind('"');
+    match (start, end) {
+        (Some(s), Some(e)) if e > s => Ok(text[s + 1..e].replace("\"\"", "\"")),
+        _ => Ok("/".into()),
+    }
+}
+
+/// Opens REST+RETR on a transfer connection, retrying once if the connection was dead.
+fn start_retr(pool: &Pool, path: &str, offset: u64) -> RemoteResult<ActiveRead> {
+    let mut last = None;
+    for _ in 0..2 {
+        let mut conn = pool.get(Purpose::Transfer).map_err(map_error)?;
+        match conn.retr(path, offset) {
+            Ok(transfer) => return Ok(ActiveRead { conn, transfer }),
+            Err(e) if conn.is_broken() => {
+                log::warn!("download of {path} could not start ({e}); retrying");
+                pool.drop_idle();
+                last = Some(e);
+            }
+            Err(e) => return Err(map_error(e)),
+        }
+    }
+    Err(map_error(last.unwrap_or_else(|| {
+        FtpError::Protocol("download could not start".into())
+    })))
+}
+
+/// A download in progress and the connection it occupies.
+struct ActiveRead {
+    conn: PooledControl,
+    transfer: Transfer,
+}
+
+/// The part of a download the pool may take back while nobody is reading.
+struct ReadSlot {
+    active: Mutex<Option<ActiveRead>>,
+}
+
+impl Preemptible for ReadSlot {
+    fn preempt(&self) -> Option<PooledControl> {
+        let mut guard = self.active.try_lock()?;
+        let ActiveRead { mut conn, transfer } = guard.take()?;
+        drop(guard);
+        log::debug!("preempting an idle download to free its connection");
+        match conn.finish_download(transfer, false) {
+            Ok(()) if !conn.is_broken() => Some(conn),
+            _ => None,
+        }
+    }
+}
+
+/// A download that survives preemption: it restarts at its offset when read again.
+struct FtpReadStream {
+    pool: Pool,
+    path: String,
+    offset: u64,
+    slot: Arc<ReadSlot>,
+    eof: bool,
+}
+
+impl Read for FtpReadStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.eof || buf.is_empty() {
+            return Ok(0);
+        }
+        let mut guard = self.slot.active.lock();
+        if guard.is_none() {
+            *guard = Some(start_retr(&self.pool, &self.path, self.offset).map_err(RemoteError::into_io)?);
+        }
+        let Some(active) = guard.as_mut() else {
+            return Err(io::Error::other("download vanished"));
+        };
+        match active.transfer.read(buf) {
+            Ok(0) => {
+                let ActiveRead {
+                    mut conn,
+                    transfer,
+                } = guard.take().expect("checked above");
+                // End of data only counts as end of file once the server confirms with 226:
+                // a data connection cut short by a crash must not look like a short file.
+                conn.finish_download(transfer, true)
+                    .map_err(|e| map_error(e).into_io())?;
+                self.eof = true;
+                Ok(0)
+            }
+            Ok(n) => {
+                self.offset += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                if let Some(ActiveRead {
+                    mut conn,
+                    transfer,
+                }) = guard.take()
+                {
+                    let _ = conn.finish_download(transfer, false);
+                    if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut
+                    {
+                        conn.discard();
+                    }
+                }
+                Err(RemoteError::new(
+                    RemoteErrorKind::Io,
+                    format!("download of {} failed: {e}", self.path),
+                )
+                .into_io())
+            }
+        }
+    }
+}
+
+impl ReadStream for FtpReadStream {
+    fn close(self: Box<Self>) -> RemoteResult<()> {
+        let taken = self.slot.active.lock().take();
+        if let Some(ActiveRead {
+            mut conn,
+            transfer,
+        }) = taken
+        {
+            conn.finish_download(transfer, false).map_err(map_error)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FtpReadStream {
+    fn drop(&mut self) {
+        if let Some(ActiveRead {
+            mut conn,
+            transfer,
+        }) = self.slot.active.lock().take()
+        {
+            let _ = conn.finish_download(transfer, false);
+        }
+    }
+}
+
+/// An upload holding its connection until the server's verdict.
+struct FtpWriteStream {
+    conn: Option<PooledControl>,
+    transfer: Option<Transfer>,
+}
+
+impl FtpWriteStream {
+    /// After a failed write, the control connection tells why (e.g. 552 disk full).
+    fn failure_reason(&mut self, e: io::Error) -> RemoteError {
+        if let (Some(mut conn), Some(transfer)) = (self.conn.take(), self.transfer.take()) {
+            if let Err(reason) = conn.finish_upload(transfer) {
+                return map_error(reason);
+            }
+        }
+        RemoteError::new(RemoteErrorKind::Io, format!("upload failed: {e}"))
+    }
+}
+
+impl Write for FtpWriteStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(transfer) = self.transfer.as_mut() else {
+            return Err(RemoteError::new(RemoteErrorKind::Io, "upload already ended").into_io());
+        };
+        match transfer.write(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => Err(self.failure_reason(e).into_io()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(transfer) = self.transfer.as_mut() else {
+            return Ok(());
+        };
+        match transfer.flush() {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failure_reason(e).into_io()),
+        }
+    }
+}
+
+impl WriteStream for FtpWriteStream {
+    fn finish(mut self: Box<Self>) -> RemoteResult<()> {
+        match (self.conn.take(), self.transfer.take()) {
+            (Some(mut conn), Some(transfer)) => conn.finish_upload(transfer).map_err(map_error),
+            _ => Err(RemoteError::new(RemoteErrorKind::Io, "upload already failed")),
+        }
+    }
+}
+
+impl Drop for FtpWriteStream {
+    fn drop(&mut self) {
+        if let (Some(mut conn), Some(transfer)) = (self.conn.take(), self.transfer.take()) {
+            log::debug!("upload abandoned before completion");
+            let _ = conn.finish_download(transfer, false);
+        }
+    }
+}
+
+/// Splits "/a/b/c" into ("/a/b", "c"); the root's parent is itself.
+fn split_parent(path: &str) -> (&str, &str) {
+    let trimmed = path.trim_end_matches('/');
+    match trimmed.rfind('/') {
+        Some(0) => ("/", &trimmed[1..]),
+        Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
+        None => ("/", trimmed),
+    }
+}
+
+/// The one place FTP failures become remote error classes (DESIGN §4).
+pub fn map_error(e: FtpError) -> RemoteError {
+    let message = e.to_string();
+    let kind = match &e {
+        FtpError::InvalidName(_) => RemoteErrorKind::InvalidName,
+        FtpError::NotSupported(_) => RemoteErrorKind::NotSupported,
+        FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Tls(_) => RemoteErrorKind::Io,
+        FtpError::Reply { code, .. } => match code {
+            550 => RemoteErrorKind::NotFound,
+            452 | 552 => RemoteErrorKind::NoSpace,
+            530 | 532 | 553 => RemoteErrorKind::PermissionDenied,
+            450 | 451 => RemoteErrorKind::Transient,
+            500 | 502 | 504 => RemoteErrorKind::NotSupported,
+            501 => RemoteErrorKind::InvalidName,
+            _ => RemoteErrorKind::Io,
+        },
+    };
+    RemoteError::new(kind, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents() {
+        assert_eq!(split_parent("/a"), ("/", "a"));
+        assert_eq!(split_parent("/a/b c"), ("/a", "b c"));
+        assert_eq!(split_parent("/a/b/"), ("/a", "b"));
+    }
+
+    #[test]
+    fn error_classes() {
+        let reply = |code| FtpError::Reply {
+            command: "STOR".into(),
+            code,
+            text: "x".into(),
+        };
+        assert_eq!(map_error(reply(552)).kind, RemoteErrorKind::NoSpace);
+        assert_eq!(map_error(reply(452)).kind, RemoteErrorKind::NoSpace);
+        assert_eq!(map_error(reply(550)).kind, RemoteErrorKind::NotFound);
+        assert_eq!(map_error(reply(530)).kind, RemoteErrorKind::PermissionDenied);
+        assert_eq!(map_error(reply(502)).kind, RemoteErrorKind::NotSupported);
+        assert_eq!(
+            map_error(FtpError::InvalidName("x".into())).kind,
+            RemoteErrorKind::InvalidName
+        );
+    }
+}
