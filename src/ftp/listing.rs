@@ -35,7 +35,9 @@ pub enum EntryKind {
     File,
     Dir,
     /// A symbolic link; the target when the server told us.
-    Symlink { target: Option<String> },
+    Symlink {
+        target: Option<String>,
+    },
 }
 
 /// One object as a server listing describes it.
@@ -274,11 +276,26 @@ impl Civil {
 /// Resolves a date printed without a year. `ls` shows the time of day instead of the year for
 /// recent files, so the date is in now's year unless that puts it more than a day in the
 /// future (the day absorbs clock and time zone skew); then it is last year's.
-fn resolve_yearless(month: u32, day: u32, hour: u32, minute: u32, now: SystemTime) -> Option<SystemTime> {
+fn resolve_yearless(
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    now: SystemTime,
+) -> Option<SystemTime> {
     let now_secs = unix_seconds(now);
     let this_year = year_from_days(now_secs.div_euclid(SECS_PER_DAY));
     let at = |year| {
-        Civil { year, month, day, hour, minute, second: 0, nanos: 0 }.to_system_time()
+        Civil {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second: 0,
+            nanos: 0,
+        }
+        .to_system_time()
     };
     match at(this_year) {
         Some(t) if unix_seconds(t) <= now_secs.saturating_add(SECS_PER_DAY) => Some(t),
@@ -338,7 +355,8 @@ fn split_facts(line: &str) -> Option<(&str, &str)> {
     let separator = if facts.ends_with(';') {
         first_space
     } else {
-        line.find("; ").map_or(first_space, |semicolon| semicolon + 1)
+        line.find("; ")
+            .map_or(first_space, |semicolon| semicolon + 1)
     };
     Some((line.get(..separator)?, line.get(separator + 1..)?))
 }
@@ -404,7 +422,9 @@ fn parse_mlsd_time(value: &str) -> Option<SystemTime> {
         return None;
     }
     let field = |range: std::ops::Range<usize>| {
-        whole.get(range.clone()).and_then(|s| parse_field(s, range.len(), range.len()))
+        whole
+            .get(range.clone())
+            .and_then(|s| parse_field(s, range.len(), range.len()))
     };
     Civil {
         year: i64::from(field(0..4)?),
@@ -444,7 +464,9 @@ fn parse_octal_mode(value: &str) -> Option<u32> {
     if digits.is_empty() {
         return Some(0);
     }
-    u32::from_str_radix(digits, 8).ok().map(|mode| mode & 0o7777)
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .map(|mode| mode & 0o7777)
 }
 
 /// Builds the entry from a fact list; `mlst` allows cdir/pdir (MLST of a directory).
@@ -640,18 +662,24 @@ fn find_unix_date(fields: Fields<'_>, now: SystemTime) -> Option<UnixDate> {
 
 /// `find_unix_date` restricted to dates starting at field index `first..=last` (0 = the
 /// field after the mode).
-fn find_date_in(mut fields: Fields<'_>, first: usize, last: usize, now: SystemTime) -> Option<UnixDate> {
+fn find_date_in(
+    mut fields: Fields<'_>,
+    first: usize,
+    last: usize,
+    now: SystemTime,
+) -> Option<UnixDate> {
     let mut previous: Option<&str> = None;
     for index in 0..=last {
-        if index >= first {
-            let size = previous.and_then(parse_size);
-            if let Some((name_start, mtime)) = size.and_then(|_| match_unix_date(fields, now)) {
-                return Some(UnixDate {
-                    size: size.unwrap_or(0),
-                    name_start,
-                    mtime,
-                });
-            }
+        // The field before the date must be the size.
+        let size = previous.and_then(parse_size).filter(|_| index >= first);
+        if let Some(size) = size
+            && let Some((name_start, mtime)) = match_unix_date(fields, now)
+        {
+            return Some(UnixDate {
+                size,
+                name_start,
+                mtime,
+            });
         }
         let (_, field) = fields.next()?;
         previous = Some(field);
@@ -669,34 +697,68 @@ fn match_unix_date(mut fields: Fields<'_>, now: SystemTime) -> Option<(usize, Op
     let (_, first) = fields.next()?;
     let (month, day, year) = if let Some(month) = parse_month(first) {
         let (_, day) = fields.next()?;
-        (month, parse_field(day, 1, 2).filter(|d| (1..=31).contains(d))?, None)
+        (
+            month,
+            parse_field(day, 1, 2).filter(|d| (1..=31).contains(d))?,
+            None,
+        )
     } else {
         parse_iso_date(first)?
     };
     let (last_start, last) = fields.next()?;
     let mtime = match (year, parse_clock(last)) {
-        (Some(year), Some((hour, minute, second))) => {
-            Civil { year, month, day, hour, minute, second, nanos: 0 }.to_system_time()
+        (Some(year), Some((hour, minute, second))) => Civil {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            nanos: 0,
         }
+        .to_system_time(),
         (None, Some((hour, minute, _))) => resolve_yearless(month, day, hour, minute, now),
         (None, None) => {
             let year = parse_field(last, 4, 4)?;
-            Civil { year: i64::from(year), month, day, hour: 0, minute: 0, second: 0, nanos: 0 }
-                .to_system_time()
+            Civil {
+                year: i64::from(year),
+                month,
+                day,
+                hour: 0,
+                minute: 0,
+                second: 0,
+                nanos: 0,
+            }
+            .to_system_time()
         }
         (Some(_), None) => return None,
     };
+    // Exactly one blank separates the date from the name; a name may begin with spaces.
     let date_end = last_start + last.len();
-    let after = fields.text.as_bytes().get(date_end).copied();
-    let name_start = if after.is_some_and(is_blank) { date_end + 1 } else { return None };
-    Some((name_start, mtime))
+    let separated = fields
+        .text
+        .as_bytes()
+        .get(date_end)
+        .copied()
+        .is_some_and(is_blank);
+    separated.then_some((date_end + 1, mtime))
 }
 
 /// A month column: an English abbreviation or full name in any case, or 1..=12.
 fn parse_month(s: &str) -> Option<u32> {
     const NAMES: [&str; 12] = [
-        "january", "february", "march", "april", "may", "june", "july", "august", "september",
-        "october", "november", "december",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
     ];
     if let Some(n) = parse_field(s, 1, 2) {
         return (1..=12).contains(&n).then_some(n);
@@ -773,7 +835,16 @@ fn parse_dos_line(line: &str) -> Option<Entry> {
         name: name.to_owned(),
         kind,
         size,
-        mtime: Civil { year, month, day, hour, minute, second: 0, nanos: 0 }.to_system_time(),
+        mtime: Civil {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second: 0,
+            nanos: 0,
+        }
+        .to_system_time(),
         mode: None,
     })
 }
@@ -788,7 +859,11 @@ fn parse_dos_date(s: &str) -> Option<(i64, u32, u32)> {
         return None;
     }
     let (year, mut month, mut day) = if a.len() == 4 {
-        (i64::from(parse_field(a, 4, 4)?), parse_field(b, 1, 2)?, parse_field(c, 1, 2)?)
+        (
+            i64::from(parse_field(a, 4, 4)?),
+            parse_field(b, 1, 2)?,
+            parse_field(c, 1, 2)?,
+        )
     } else {
         let year = parse_field(c, 2, 4)?;
         let year = match c.len() {
@@ -799,7 +874,11 @@ fn parse_dos_date(s: &str) -> Option<(i64, u32, u32)> {
             3 => 1900 + year,
             _ => year,
         };
-        (i64::from(year), parse_field(a, 1, 2)?, parse_field(b, 1, 2)?)
+        (
+            i64::from(year),
+            parse_field(a, 1, 2)?,
+            parse_field(b, 1, 2)?,
+        )
     };
     if month > 12 && day <= 12 {
         std::mem::swap(&mut month, &mut day);
@@ -810,7 +889,9 @@ fn parse_dos_date(s: &str) -> Option<(i64, u32, u32)> {
 
 /// Splits "02:35PM" into (2, 35, "PM"); the suffix may be empty.
 fn split_dos_clock(s: &str) -> Option<(u32, u32, &str)> {
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == ':')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == ':'))
+        .unwrap_or(s.len());
     let (clock, suffix) = s.split_at_checked(split)?;
     let (hour, minute, _) = parse_clock(clock)?;
     Some((hour, minute, suffix))
@@ -835,5 +916,837 @@ fn apply_meridiem(hour: u32, meridiem: &str) -> Option<u32> {
         Some(hour % 12 + 12)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The instant `secs` after the epoch (expected values computed with `date -u +%s`).
+    fn at(secs: i64) -> SystemTime {
+        from_unix_seconds(secs, 0).unwrap()
+    }
+
+    /// "Now" for the tests: 2026-11-22 00:00:00 UTC.
+    fn now() -> SystemTime {
+        at(1_795_305_600)
+    }
+
+    fn file(name: &str, size: u64, mtime: Option<SystemTime>, mode: Option<u32>) -> Entry {
+        Entry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size,
+            mtime,
+            mode,
+        }
+    }
+
+    fn list(line: &str) -> Entry {
+        parse_list_line(line, now()).unwrap_or_else(|| panic!("LIST line not parsed: {line:?}"))
+    }
+
+    fn mlsd(line: &str) -> Entry {
+        parse_mlsd_line(line).unwrap_or_else(|| panic!("MLSD line not parsed: {line:?}"))
+    }
+
+    fn names(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    // ----- calendar
+
+    #[test]
+    fn calendar_matches_known_epochs() {
+        let cases = [
+            ((1970, 1, 1, 0, 0, 0), 0),
+            ((1969, 12, 31, 23, 59, 59), -1),
+            ((2000, 2, 29, 12, 0, 0), 951_825_600),
+            ((1973, 11, 29, 21, 33, 9), 123_456_789),
+            ((9999, 12, 31, 23, 59, 59), 253_402_300_799),
+            ((1, 1, 1, 0, 0, 0), -62_135_596_800),
+        ];
+        for ((year, month, day, hour, minute, second), secs) in cases {
+            let civil = Civil {
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
+                nanos: 0,
+            };
+            assert_eq!(civil.to_system_time(), Some(at(secs)), "{civil:?}");
+            assert_eq!(year_from_days(secs.div_euclid(SECS_PER_DAY)), year);
+        }
+        let feb30 = Civil {
+            year: 2021,
+            month: 2,
+            day: 30,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            nanos: 0,
+        };
+        assert_eq!(feb30.to_system_time(), None);
+    }
+
+    #[test]
+    fn yearless_dates_resolve_against_now() {
+        // now = 2026-01-10 12:00 UTC
+        let now = at(1_768_046_400);
+        let line = |date: &str| format!("-rw-r--r--   1 u g 1 {date} f");
+        let mtime = |date: &str| parse_list_line(&line(date), now).unwrap().mtime;
+        // Earlier this year: this year.
+        assert_eq!(mtime("Jan  9 08:00"), Some(at(1_767_945_600)));
+        // Less than a day ahead (clock skew): still this year.
+        assert_eq!(mtime("Jan 11 00:00"), Some(at(1_768_089_600)));
+        // More than a day ahead: last year (2025-01-12 00:00).
+        assert_eq!(mtime("Jan 12 00:00"), Some(at(1_736_640_000)));
+        // December seen in January: last year (2025-12-31 23:00).
+        assert_eq!(mtime("Dec 31 23:00"), Some(at(1_767_222_000)));
+        // Feb 29 when neither this nor last year is a leap year: entry kept, time unknown.
+        let entry = parse_list_line(&line("Feb 29 10:00"), now).unwrap();
+        assert_eq!((entry.name.as_str(), entry.mtime), ("f", None));
+    }
+
+    // ----- Unix LIST
+
+    #[test]
+    fn vsftpd_numeric_ids_and_time_of_day() {
+        // The vsftpd example from the design brief; vsftpd pads ids to 8 and sizes to 8.
+        let entry = list("-rw-r--r--    1 1000     1000         1234 Jan 16 14:35 file.txt");
+        assert_eq!(
+            entry,
+            file("file.txt", 1234, Some(at(1_768_574_100)), Some(0o644))
+        );
+    }
+
+    #[test]
+    fn vsftpd_fixture() {
+        // Real vsftpd 3.0.3 lines (see tests/fixtures/listings/SOURCES.md), CRLF-terminated.
+        let data = include_bytes!("../../tests/fixtures/listings/vsftpd_list.txt");
+        let entries = parse_listing(data, ListingFormat::List, now());
+        assert_eq!(
+            names(&entries),
+            [
+                "ftp",
+                "important.jpg",
+                "notice.txt",
+                "note.txt",
+                "gum_room.jpg",
+                "MigrateOpenWrt.txt",
+                "ProjectGreatMigration.pdf",
+                "backup-OpenWrt-2023-07-26.tar",
+                "fatty-client.jar",
+                "pub",
+            ]
+        );
+        assert_eq!(entries[0].kind, EntryKind::Dir);
+        assert_eq!(entries[0].mode, Some(0o777));
+        assert_eq!(entries[0].size, 4096);
+        assert_eq!(entries[1].size, 251_631);
+        // Zero-padded day ("Oct 03", vsftpd uses %d), year resolved from now: 2026-10-03 04:33.
+        assert_eq!(entries[3].mtime, Some(at(1_791_001_980)));
+        assert_eq!(entries[4].mode, Some(0o664));
+        assert_eq!(entries[8].size, 15_426_727);
+        // 2019-10-30 00:00 UTC
+        assert_eq!(entries[8].mtime, Some(at(1_572_393_600)));
+        assert_eq!(entries[9].kind, EntryKind::Dir);
+    }
+
+    #[test]
+    fn proftpd_fixture_drops_dot_entries() {
+        // Real `LIST -la` output of ProFTPD (Debian).
+        let data = include_bytes!("../../tests/fixtures/listings/proftpd_list.txt");
+        let entries = parse_listing(data, ListingFormat::List, now());
+        assert_eq!(names(&entries), ["index.php.bak", "welcome.msg"]);
+        assert_eq!(entries[0].size, 901);
+        // 2020-08-02 00:00 UTC
+        assert_eq!(entries[0].mtime, Some(at(1_596_326_400)));
+    }
+
+    #[test]
+    fn proftpd_year_and_name_with_space() {
+        // Sample from the design brief (proftpd prints "%b %e  %Y").
+        let entry = list("-rw-r--r--   1 user  group  1234 Jan 16  2020 a b");
+        assert_eq!(
+            entry,
+            file("a b", 1234, Some(at(1_579_132_800)), Some(0o644))
+        );
+    }
+
+    #[test]
+    fn pure_ftpd_list() {
+        // pure-ftpd pads owner and group to 10 columns (sample from the design brief).
+        let now = at(1_795_321_680 + 120); // 2026-11-22 04:30
+        let entry = parse_list_line(
+            "-rw-r--r--    1 1000       1000             4 Nov 22 04:28 x",
+            now,
+        );
+        assert_eq!(
+            entry,
+            Some(file("x", 4, Some(at(1_795_321_680)), Some(0o644)))
+        );
+    }
+
+    #[test]
+    fn busybox_ftpd_list() {
+        // busybox ftpd runs its own `ls -lA`: "%-10s %4lu %-8.8s %-8.8s %9llu " then
+        // "%.12s " (recent) or "%.7s%6s" (old) of ctime() - coreutils/ls.c.
+        let recent = list("-rw-r--r--    1 root     root          1234 Jan 16 14:35 name");
+        assert_eq!(
+            recent,
+            file("name", 1234, Some(at(1_768_574_100)), Some(0o644))
+        );
+        let old = list("drwxr-xr-x    2 root     root             0 Jan 16  2020 dir");
+        assert_eq!(old.kind, EntryKind::Dir);
+        assert_eq!(old.mtime, Some(at(1_579_132_800)));
+    }
+
+    #[test]
+    fn filezilla_server_fixture() {
+        // Real FileZilla Server 0.9.41 output: one space between columns, link count 1.
+        let data = include_bytes!("../../tests/fixtures/listings/filezilla_server_list.txt");
+        let entries = parse_listing(data, ListingFormat::List, now());
+        assert_eq!(entries.len(), 16);
+        assert_eq!(
+            entries[0],
+            file(".gitignore", 536, Some(at(1_604_361_600)), Some(0o444))
+        );
+        assert_eq!(entries[1].kind, EntryKind::Dir);
+        assert_eq!(entries[1].size, 0);
+        assert_eq!(entries[15].name, "vendor");
+    }
+
+    #[test]
+    fn python_ftplib_doc_fixture_skips_total_and_dots() {
+        // From CPython's ftplib docstring: a 1994 listing with "total" and "." / "..".
+        let data = include_bytes!("../../tests/fixtures/listings/python_ftplib_doc_list.txt");
+        let entries = parse_listing(data, ListingFormat::List, now());
+        assert_eq!(
+            names(&entries),
+            ["bin", "etc", "incoming", "lib", "pub", "usr", "welcome.msg"]
+        );
+        // "d-wxrwxr-x": write-only-execute directory.
+        assert_eq!(entries[2].mode, Some(0o375));
+        assert_eq!(entries[6].size, 312);
+    }
+
+    #[test]
+    fn filezilla_client_test_samples() {
+        // Unix variants from FileZilla's tests/dirparsertest.cpp.
+        let data = include_bytes!("../../tests/fixtures/listings/filezilla_client_tests_list.txt");
+        let entries = parse_listing(data, ListingFormat::List, now());
+        let by_name = |name: &str| entries.iter().find(|e| e.name == name).unwrap();
+        assert_eq!(entries.len(), 10);
+        // Group column omitted.
+        let nogroup = by_name("03-unix-nogroup dir");
+        assert_eq!((nogroup.size, nogroup.mtime), (512, Some(at(765_763_200))));
+        // Link: name and target split on " -> ".
+        assert_eq!(
+            by_name("04-unix-std link").kind,
+            EntryKind::Symlink {
+                target: Some("usr/bin".into())
+            }
+        );
+        // Numeric dates: "09-26 2000", "2005-06-07 21:22", "3 29 03:26".
+        assert_eq!(by_name("05-unix-date file").mtime, Some(at(969_926_400)));
+        assert_eq!(by_name("07-unix-date file").mtime, Some(at(1_118_179_320)));
+        // 2026-09-26 13:45 and 2026-03-29 03:26
+        assert_eq!(by_name("06-unix-date file").mtime, Some(at(1_790_430_300)));
+        assert_eq!(by_name("02-unix-std file").mtime, Some(at(1_774_754_760)));
+        // NetPresenz: no link count; the "2" before the date is the size.
+        let netpresenz = by_name("12-netpresenz dir");
+        assert_eq!(
+            (netpresenz.kind.clone(), netpresenz.size),
+            (EntryKind::Dir, 2)
+        );
+        // Windows servers with a domain column.
+        assert_eq!(by_name("13-unix-domain file").size, 531);
+    }
+
+    #[test]
+    fn group_omitted() {
+        // From the design brief: some servers print no group column.
+        let entry = list("-rw-r--r--   1 owner   1234 Jan  1  2020 name");
+        assert_eq!(
+            entry,
+            file("name", 1234, Some(at(1_577_836_800)), Some(0o644))
+        );
+    }
+
+    #[test]
+    fn symlinks_split_only_for_l_entries() {
+        let link = list("lrwxrwxrwx    1 0        0               7 Jan 16  2020 bin -> usr/bin");
+        assert_eq!(link.name, "bin");
+        assert_eq!(
+            link.kind,
+            EntryKind::Symlink {
+                target: Some("usr/bin".into())
+            }
+        );
+        // A link whose name has " -> " is ambiguous; the first arrow wins, as documented.
+        let odd = list("lrwxrwxrwx 1 u g 7 Jan 16  2020 a -> b -> c");
+        assert_eq!(
+            (odd.name.as_str(), odd.kind),
+            (
+                "a",
+                EntryKind::Symlink {
+                    target: Some("b -> c".into())
+                }
+            )
+        );
+        // A link without an arrow (some servers) still is a link.
+        let bare = list("lrwxrwxrwx 1 u g 7 Jan 16  2020 lonely");
+        assert_eq!(bare.kind, EntryKind::Symlink { target: None });
+        // A regular file may be called "a -> b".
+        let regular = list("-rw-r--r--    1 1000     1000            5 Jan 16  2020 a -> b");
+        assert_eq!(
+            (regular.name.as_str(), regular.kind),
+            ("a -> b", EntryKind::File)
+        );
+    }
+
+    #[test]
+    fn special_mode_bits_and_markers() {
+        let mode = |m: &str| list(&format!("{m} 1 u g 5 Jan 16  2020 f")).mode;
+        assert_eq!(mode("-rwsr-sr-t"), Some(0o7755));
+        assert_eq!(mode("-rwSr-Sr-T"), Some(0o7644));
+        assert_eq!(mode("drwxrwxrwt"), Some(0o1777));
+        assert_eq!(mode("----------"), Some(0));
+        // ACL, SELinux and macOS xattr markers.
+        assert_eq!(mode("-rw-r--r--+"), Some(0o644));
+        assert_eq!(mode("-rw-r--r--."), Some(0o644));
+        assert_eq!(mode("-rw-r--r--@"), Some(0o644));
+        // Not mode strings.
+        for bad in [
+            "-rw-r--r-",
+            "-rw-r--r--x",
+            "xrw-r--r--",
+            "-rwxr-xr-q",
+            "-rw-r--r--++",
+        ] {
+            assert_eq!(
+                parse_list_line(&format!("{bad} 1 u g 5 Jan 16  2020 f"), now()),
+                None,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn devices_fifos_and_sockets_are_empty_files() {
+        // "major, minor" in the size column (busybox / GNU ls).
+        let null = list("crw-rw-rw-    1 root     root        1,   3 Jan 16 14:35 null");
+        assert_eq!(null, file("null", 0, Some(at(1_768_574_100)), Some(0o666)));
+        let disk = list("brw-rw----  1 root disk    8,   0 Nov 24 10:13 sda");
+        assert_eq!(
+            (disk.name.as_str(), disk.size, disk.kind),
+            ("sda", 0, EntryKind::File)
+        );
+        let fifo = list("prw-r--r--    1 0        0               0 Jan 16 14:35 fifo");
+        assert_eq!(fifo.kind, EntryKind::File);
+        let sock = list("srwxrwxrwx    1 0        0               0 Jan 16 14:35 sock");
+        assert_eq!(sock.mode, Some(0o777));
+    }
+
+    #[test]
+    fn names_keep_their_spaces_and_utf8() {
+        let spaced = list("-rw-r--r--   1 u g 5 Jan 16  2020 a  b   c  ");
+        assert_eq!(spaced.name, "a  b   c  ");
+        // A leading space survives: exactly one blank separates date and name.
+        assert_eq!(
+            list("-rw-r--r--   1 u g 5 Jan 16  2020  lead").name,
+            " lead"
+        );
+        let utf8 = list("-rw-r--r--   1 u g 5 Jan 16 14:35 résumé 日本語.txt");
+        assert_eq!(utf8.name, "résumé 日本語.txt");
+        // Date-like text inside the name does not confuse the date search.
+        let tricky = list("-rw-r--r--   1 u g 5 Jan 16  2020 report 100 Feb 2 2019 final");
+        assert_eq!(
+            (tricky.name.as_str(), tricky.mtime),
+            ("report 100 Feb 2 2019 final", Some(at(1_579_132_800)))
+        );
+        // An owner or group that looks like a month.
+        let monthly = list("-rw-r--r--   1 may   dec   77 Jan 16  2020 x");
+        assert_eq!((monthly.size, monthly.name.as_str()), (77, "x"));
+    }
+
+    #[test]
+    fn unsafe_or_missing_names_are_rejected() {
+        for line in [
+            "drwxr-xr-x   2 u g 4096 Jan 16  2020 .",
+            "drwxr-xr-x   2 u g 4096 Jan 16  2020 ..",
+            "-rw-r--r--   1 u g 5 Jan 16  2020 a/b",
+            "-rw-r--r--   1 u g 5 Jan 16  2020 nul\0byte",
+            "-rw-r--r--   1 u g 5 Jan 16  2020",
+            "-rw-r--r--   1 u g 5 Jan 16  2020 ",
+            "lrwxrwxrwx   1 u g 5 Jan 16  2020 .. -> /etc",
+            "total 12",
+            "",
+            "   ",
+            "garbage",
+        ] {
+            assert_eq!(parse_list_line(line, now()), None, "{line:?}");
+        }
+    }
+
+    // ----- DOS / IIS LIST
+
+    #[test]
+    fn iis_fixture() {
+        // Real IIS lines (see SOURCES.md).
+        let data = include_bytes!("../../tests/fixtures/listings/iis_dos_list.txt");
+        let entries = parse_listing(data, ListingFormat::List, now());
+        let dir = |name: &str, secs| Entry {
+            name: name.into(),
+            kind: EntryKind::Dir,
+            size: 0,
+            mtime: Some(at(secs)),
+            mode: None,
+        };
+        let file = |name: &str, size, secs| file(name, size, Some(at(secs)), None);
+        assert_eq!(
+            entries,
+            [
+                dir("aspnet_client", 1_554_675_900),
+                file("iis-85.png", 99_710, 1_554_664_440),
+                file("iisstart.htm", 701, 1_554_664_440),
+                dir("aspnet_client", 1_602_279_360),
+                file("Biography.html", 6989, 1_602_868_800),
+                dir("Archived Tracking", 1_677_770_100),
+                file("midnight.txt", 0, 1_609_459_200),
+                file("noon.txt", 1, 1_609_502_400),
+                dir("18-dos-longyear dir", 1_030_992_480),
+                file("19-dos-longyear file", 9730, 1_030_993_560),
+                file("17-dos-dateambiguous file", 589, 955_036_020),
+            ]
+        );
+    }
+
+    #[test]
+    fn dos_variants() {
+        // The brief's samples: 2-digit year and <DIR>; 4-digit year and a name with spaces.
+        let dir = list("01-16-20  02:35PM       <DIR>          name");
+        assert_eq!(
+            (dir.kind, dir.size, dir.mtime),
+            (EntryKind::Dir, 0, Some(at(1_579_185_300)))
+        );
+        let spaced = list("01-16-2020  02:35PM  1234 name with spaces");
+        assert_eq!(
+            spaced,
+            file("name with spaces", 1234, Some(at(1_579_185_300)), None)
+        );
+        // 24-hour clock, comma-grouped size, 19xx year, lowercase <dir>, detached AM/PM.
+        assert_eq!(list("01-16-20  14:35  1,234,567 big").size, 1_234_567);
+        assert_eq!(list("01-16-20  14:35  1 x").mtime, Some(at(1_579_185_300)));
+        assert_eq!(
+            list("12-31-99  11:59PM  1 old").mtime,
+            Some(at(946_684_740))
+        );
+        assert_eq!(list("01-01-70  12:00AM  1 epoch").mtime, Some(at(0)));
+        assert_eq!(list("01-16-20  02:35 PM  <dir>  d").kind, EntryKind::Dir);
+        // Name with runs of spaces keeps them; padding before it does not count.
+        assert_eq!(list("01-16-20  02:35PM  5     a  b ").name, "a  b ");
+    }
+
+    #[test]
+    fn dos_nonsense_is_rejected() {
+        // Negative cases from the goftp fork's test, plus some of our own.
+        for line in [
+            "this is not a listing",
+            "10-09-20 <DIR> missing-the-time",
+            "99-99-99  99:99XX       <DIR>          bad-date",
+            "01-16-20  13:35PM  1 bad-meridiem",
+            "01-16-20  02:35PM  12a4 bad-size",
+            "01-16-20  02:35PM  <DIR>",
+            "01-16-20  02:35PM  <DIR>          ..",
+            "01-16-20  02:35PM  1 a/b",
+            "36611      A    04-23-103  10:57  24-os2 file",
+        ] {
+            assert_eq!(parse_list_line(line, now()), None, "{line:?}");
+        }
+    }
+
+    // ----- MLSD
+
+    #[test]
+    fn proftpd_mlsd_fixture() {
+        // Real ProFTPD MLSD output with cdir/pdir (see SOURCES.md).
+        let data = include_bytes!("../../tests/fixtures/listings/proftpd_mlsd.txt");
+        let entries = parse_listing(data, ListingFormat::Mlsd, now());
+        assert_eq!(
+            names(&entries),
+            [
+                "test",
+                "sh",
+                "file3",
+                "statsParam.xml",
+                "file2",
+                "mapSvgData.xml",
+                "file1.xml",
+                ".htaccess",
+                "hello world.txt",
+            ]
+        );
+        assert_eq!(
+            entries[0],
+            Entry {
+                name: "test".into(),
+                kind: EntryKind::Dir,
+                size: 0,
+                mtime: Some(at(1_704_311_069)),
+                mode: Some(0o755),
+            }
+        );
+        assert_eq!(
+            entries[1],
+            file("sh", 736_344, Some(at(1_606_828_348)), Some(0o644))
+        );
+        assert_eq!(
+            entries[8],
+            file("hello world.txt", 13, Some(at(1_704_532_845)), Some(0o644))
+        );
+    }
+
+    #[test]
+    fn proftpd_mlsd_brief_sample() {
+        let entry = mlsd(
+            "modify=20201116143500;perm=adfrw;size=1234;type=file;unique=FE03U6A0E7;UNIX.group=1000;UNIX.groupname=user;UNIX.mode=0644;UNIX.owner=1000;UNIX.ownername=user; name",
+        );
+        assert_eq!(
+            entry,
+            file("name", 1234, Some(at(1_605_537_300)), Some(0o644))
+        );
+    }
+
+    #[test]
+    fn pure_ftpd_mlsd() {
+        // Brief sample; pure-ftpd writes "siz%c" (sizd for directories) and "UNIX.mode=0%o"
+        // (src/ls.c, modernformat()).
+        let entry = mlsd(
+            "type=file;size=4;modify=20261122042800;UNIX.mode=0644;UNIX.uid=0;UNIX.gid=0;unique=fd01g1a2b3; x",
+        );
+        assert_eq!(entry, file("x", 4, Some(at(1_795_321_680)), Some(0o644)));
+        let dir = mlsd(
+            "type=dir;sizd=4096;modify=20261122042800;UNIX.mode=0755;UNIX.uid=0;UNIX.gid=0;unique=fd01g1a2b4; sub",
+        );
+        assert_eq!((dir.kind, dir.size), (EntryKind::Dir, 4096));
+        // Without guest mode pure-ftpd writes "OS.unix=slink:" with no target after it.
+        let link = mlsd(
+            "type=OS.unix=slink:;size=11;modify=20261122042800;UNIX.mode=0777;UNIX.uid=0;UNIX.gid=0;unique=fd01g1a2b5; link",
+        );
+        assert_eq!(link.kind, EntryKind::Symlink { target: None });
+        // Its MLST reply line starts with a space and names the path as given.
+        let mlst = parse_mlst_line(
+            " type=file;size=4;modify=20261122042800;UNIX.mode=0644;UNIX.uid=0;UNIX.gid=0;unique=fd01g1a2b3; /pub/x",
+        );
+        assert_eq!(
+            mlst,
+            Some(file("x", 4, Some(at(1_795_321_680)), Some(0o644)))
+        );
+    }
+
+    #[test]
+    fn mlsd_symlinks() {
+        // proftpd: "type=OS.unix=slink:<target>" (mod_facts, as FileZilla expects).
+        let proftpd = mlsd(
+            "modify=20201116143500;perm=adfrw;size=11;type=OS.unix=slink:/srv/target;unique=FE03U6A0E8;UNIX.mode=0777; link",
+        );
+        assert_eq!(
+            proftpd.kind,
+            EntryKind::Symlink {
+                target: Some("/srv/target".into())
+            }
+        );
+        assert_eq!(proftpd.size, 11);
+        // RFC 3659 section 7.7.4's own example.
+        let rfc = mlsd("Type=OS.unix=slink:/foobar;Perm=;Unique=keVO1+4G4; foobar");
+        assert_eq!(
+            rfc.kind,
+            EntryKind::Symlink {
+                target: Some("/foobar".into())
+            }
+        );
+        // The grammar's spelling, without a target.
+        assert_eq!(
+            mlsd("type=OS.unix=symlink; l").kind,
+            EntryKind::Symlink { target: None }
+        );
+        assert_eq!(
+            mlsd("type=OS.unix=slink; l").kind,
+            EntryKind::Symlink { target: None }
+        );
+        // A target with a space cuts the facts at the wrong space; "; " recovers them.
+        let spaced = mlsd("type=OS.unix=slink:/a b;size=3; name");
+        assert_eq!(spaced.name, "name");
+        assert_eq!(
+            spaced.kind,
+            EntryKind::Symlink {
+                target: Some("/a b".into())
+            }
+        );
+    }
+
+    #[test]
+    fn mlsd_facts_are_case_insensitive() {
+        // An embedded server's style: "Type=file;Size=%u;Modify=...;Perm=r; %s".
+        let entry = mlsd("Type=file;Size=42;Modify=20201116143500;Perm=r; a.txt");
+        assert_eq!(entry, file("a.txt", 42, Some(at(1_605_537_300)), None));
+        let upper = mlsd("TYPE=DIR;MODIFY=20201116143500.5;unix.MODE=755; d");
+        assert_eq!(upper.kind, EntryKind::Dir);
+        assert_eq!(upper.mode, Some(0o755));
+        assert_eq!(
+            upper.mtime,
+            Some(at(1_605_537_300) + Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn mlsd_fact_values() {
+        // Fractional seconds, file type bits in the mode, unknown facts, odd types.
+        let e = mlsd(
+            "type=file;size=4294967297;modify=20260829112234.123;unix.mode=0100640;x.y=z;media-type=text/plain; big file.bin",
+        );
+        assert_eq!(e.size, 4_294_967_297);
+        assert_eq!(
+            e.mtime,
+            Some(at(1_788_002_554) + Duration::from_millis(123))
+        );
+        assert_eq!(e.mode, Some(0o640));
+        // pure-ftpd's "unknown" (FIFOs...) and RFC OS-specific types show as files.
+        assert_eq!(mlsd("type=unknown;size=0; fifo").kind, EntryKind::File);
+        assert_eq!(mlsd("type=OS.unix=chr-13/29; tty").kind, EntryKind::File);
+        // No type at all: a file. sizd is used when there is no size.
+        assert_eq!(mlsd("size=7; f").kind, EntryKind::File);
+        assert_eq!(mlsd("type=dir;sizd=512; d").size, 512);
+        // Malformed values count as absent rather than sinking the entry.
+        let bad = mlsd("type=file;size=12x;modify=2020;unix.mode=0999; f");
+        assert_eq!(bad, file("f", 0, None, None));
+    }
+
+    #[test]
+    fn mlsd_names_are_kept_exactly() {
+        // Spaces, ';' and '=' belong to the name; only the single separator is removed.
+        assert_eq!(
+            mlsd("type=file;size=1; a; tricky name.txt").name,
+            "a; tricky name.txt"
+        );
+        assert_eq!(
+            mlsd("type=file;size=1;  two leading and trailing  ").name,
+            " two leading and trailing  "
+        );
+        assert_eq!(
+            mlsd("type=dir; with;semi;colons; ").name,
+            "with;semi;colons; "
+        );
+        assert_eq!(mlsd("type=file; a=b c=d").name, "a=b c=d");
+        assert_eq!(
+            mlsd("type=file; 日本語 ファイル.txt").name,
+            "日本語 ファイル.txt"
+        );
+        assert_eq!(mlsd("type=file;size=1; name\r\n").name, "name");
+        // No facts: a leading space then the name (RFC 3659 allows an empty fact list).
+        assert_eq!(mlsd(" bare name"), file("bare name", 0, None, None));
+    }
+
+    #[test]
+    fn mlsd_rejections() {
+        for line in [
+            "type=cdir;modify=20260101000000; .",
+            "type=pdir;modify=20260101000000; ..",
+            "type=cdir; /srv/ftp",
+            "type=file; .",
+            "type=file; ..",
+            "type=file; a/b",
+            "type=file; /etc/passwd",
+            "type=file; nul\0",
+            "type=file;",
+            "type=file; ",
+            "noequals; name",
+            "=value; name",
+            "-rw-r--r--   1 u g 5 Jan 16  2020 f",
+            "",
+            " ",
+        ] {
+            assert_eq!(parse_mlsd_line(line), None, "{line:?}");
+        }
+    }
+
+    // ----- MLST
+
+    #[test]
+    fn mlst_names_are_last_components() {
+        let line = " type=file;size=4;modify=20201116143500;UNIX.mode=0644; /srv/ftp/dir/x y.txt";
+        assert_eq!(
+            parse_mlst_line(line).map(|e| e.name),
+            Some("x y.txt".into())
+        );
+        // The root answers with cdir and "/".
+        let root = parse_mlst_line(" type=cdir;modify=20201116143500;perm=el; /").unwrap();
+        assert_eq!((root.name.as_str(), root.kind), ("/", EntryKind::Dir));
+        let trailing = parse_mlst_line(" type=dir;modify=20201116143500; /a/b/").unwrap();
+        assert_eq!(trailing.name, "b");
+        // Relative path, no leading space, pdir: all accepted.
+        assert_eq!(
+            parse_mlst_line("type=pdir; up").map(|e| e.kind),
+            Some(EntryKind::Dir)
+        );
+        assert_eq!(
+            parse_mlst_line(" type=file; plain").map(|e| e.name),
+            Some("plain".into())
+        );
+        for line in [
+            " type=dir; /a/..",
+            " type=dir; .",
+            " type=file; /a/b\0c",
+            " type=file; ",
+            "garbage",
+        ] {
+            assert_eq!(parse_mlst_line(line), None, "{line:?}");
+        }
+    }
+
+    // ----- whole listings
+
+    #[test]
+    fn parse_listing_splits_lines_and_skips_junk() {
+        let data = b"type=file;size=1; a\r\n\
+                     this line is junk\n\
+                     \n\
+                     type=file;size=2; caf\xe9.txt\r\n\
+                     type=cdir; .\n\
+                     type=file;size=3; last";
+        let entries = parse_listing(data, ListingFormat::Mlsd, now());
+        assert_eq!(names(&entries), ["a", "caf\u{FFFD}.txt", "last"]);
+        assert_eq!(entries[2].size, 3);
+        assert!(parse_listing(b"", ListingFormat::List, now()).is_empty());
+        assert!(parse_listing(b"\r\n\n", ListingFormat::Mlsd, now()).is_empty());
+    }
+
+    #[test]
+    fn parse_listing_mixes_unix_and_dos_lines() {
+        let data = b"total 2\r\n\
+                     -rw-r--r--   1 u g 5 Jan 16  2020 unix\r\n\
+                     01-16-20  02:35PM  7 dos\r\n";
+        let entries = parse_listing(data, ListingFormat::List, now());
+        assert_eq!(names(&entries), ["unix", "dos"]);
+    }
+
+    // ----- properties
+
+    /// Any instant from long before the epoch to far after it.
+    fn any_time() -> impl Strategy<Value = SystemTime> {
+        any::<i64>().prop_map(|secs| from_unix_seconds(secs / 4, 0).unwrap_or(UNIX_EPOCH))
+    }
+
+    /// Lines shaped like listings, so the property tests reach deep into the parsers.
+    fn listing_like_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[-dlcbpsx][-rwxsStT]{9}[+.@]?( +[0-9A-Za-z,:.-]{1,6}){1,9} +.{0,12}",
+            "[0-9]{1,4}[-/][0-9]{1,3}[-/][0-9]{1,4} +[0-9]{1,2}:[0-9]{1,2}(AM|PM|am| PM)? +(<DIR>|[0-9,]{1,12}) +.{0,12}",
+            " ?([a-zA-Z.]{0,8}=[a-zA-Z0-9=:./ ]{0,16};){0,5} ?.{0,12}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn line_parsers_never_panic_on_strings(line in any::<String>(), now in any_time()) {
+            let _ = parse_mlsd_line(&line);
+            let _ = parse_mlst_line(&line);
+            let _ = parse_list_line(&line, now);
+            let _ = parse_listing(line.as_bytes(), ListingFormat::Mlsd, now);
+            let _ = parse_listing(line.as_bytes(), ListingFormat::List, now);
+        }
+
+        #[test]
+        fn line_parsers_never_panic_on_listing_like_lines(line in listing_like_line(), now in any_time()) {
+            let parsed = [parse_mlsd_line(&line), parse_mlst_line(&line), parse_list_line(&line, now)];
+            // Whatever comes out has a safe name (MLST's "/" for the root aside).
+            for entry in parsed.into_iter().flatten() {
+                prop_assert!(entry.name == "/" || is_valid_name(&entry.name), "{entry:?}");
+            }
+        }
+
+        #[test]
+        fn parse_listing_never_panics_and_names_are_safe(data in proptest::collection::vec(any::<u8>(), 0..512), now in any_time()) {
+            for format in [ListingFormat::Mlsd, ListingFormat::List] {
+                for entry in parse_listing(&data, format, now) {
+                    prop_assert!(is_valid_name(&entry.name), "{entry:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn unix_list_round_trip(
+            name in "[^/\u{0}\r\n ][^/\u{0}\r\n]{0,30}",
+            size in any::<u64>(),
+            year in 1971i64..2100,
+            month in 1u32..=12,
+            day_seed in 0u32..31,
+            hour in 0u32..24,
+            minute in 0u32..60,
+            show_year in any::<bool>(),
+            owner in prop::sample::select(vec!["1000", "ftp", "root", "user", "0", "www-data"]),
+            group in prop::option::of(prop::sample::select(vec!["1000", "ftp", "wheel", "users", "0"])),
+            zero_pad in any::<bool>(),
+        ) {
+            prop_assume!(name != "." && name != "..");
+            let day = day_seed % days_in_month(year, month) + 1;
+            let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][month as usize - 1];
+            let day_text = if zero_pad { format!("{day:02}") } else { format!("{day:>2}") };
+            let when = if show_year { format!(" {year}") } else { format!("{hour:02}:{minute:02}") };
+            let group = group.map(|g| format!("{g:<8} ")).unwrap_or_default();
+            let line = format!("-rw-r--r--    1 {owner:<8} {group}{size:>8} {mon} {day_text} {when} {name}");
+            // "Now" is the end of that year, so a year-less date resolves into it.
+            let now = Civil { year, month: 12, day: 31, hour: 23, minute: 59, second: 0, nanos: 0 }
+                .to_system_time().unwrap();
+            let expected_time = if show_year {
+                Civil { year, month, day, hour: 0, minute: 0, second: 0, nanos: 0 }
+            } else {
+                Civil { year, month, day, hour, minute, second: 0, nanos: 0 }
+            };
+            let entry = parse_list_line(&line, now);
+            prop_assert!(entry.is_some(), "not parsed: {line:?}");
+            let entry = entry.unwrap();
+            prop_assert_eq!(&entry.name, &name, "line {:?}", line);
+            prop_assert_eq!(entry.size, size);
+            prop_assert_eq!(entry.kind, EntryKind::File);
+            prop_assert_eq!(entry.mtime, expected_time.to_system_time());
+        }
+
+        #[test]
+        fn dos_list_round_trip(
+            name in "[^/\u{0}\r\n \t][^/\u{0}\r\n]{0,30}",
+            size in prop::option::of(any::<u64>()),
+            year in 1970i64..2070,
+            month in 1u32..=12,
+            day_seed in 0u32..31,
+            hour in 0u32..24,
+            minute in 0u32..60,
+        ) {
+            prop_assume!(name != "." && name != "..");
+            let day = day_seed % days_in_month(year, month) + 1;
+            let (clock_hour, meridiem) = match hour { 0 => (12, "AM"), 1..=11 => (hour, "AM"), 12 => (12, "PM"), _ => (hour - 12, "PM") };
+            let size_text = size.map_or("<DIR>         ".to_string(), |s| format!("{s:>14}"));
+            let line = format!("{month:02}-{day:02}-{:02}  {clock_hour:02}:{minute:02}{meridiem} {size_text} {name}", year % 100);
+            let entry = parse_list_line(&line, UNIX_EPOCH);
+            prop_assert!(entry.is_some(), "not parsed: {line:?}");
+            let entry = entry.unwrap();
+            prop_assert_eq!(&entry.name, &name);
+            prop_assert_eq!(entry.size, size.unwrap_or(0));
+            prop_assert_eq!(entry.kind, if size.is_some() { EntryKind::File } else { EntryKind::Dir });
+            let expected = Civil { year, month, day, hour, minute, second: 0, nanos: 0 }.to_system_time();
+            prop_assert_eq!(entry.mtime, expected);
+        }
     }
 }
