@@ -1276,6 +1276,10 @@ mod tests {
             (tricky.name.as_str(), tricky.mtime),
             ("report 100 Feb 2 2019 final", Some(at(1_579_132_800)))
         );
+        // Owner "dec", group "12", size 2020: the first date-like run is not the date.
+        let datey = list("-rw-r--r--   1 dec   12   2020 Jan 16 14:35 name");
+        assert_eq!((datey.size, datey.name.as_str()), (2020, "name"));
+        assert_eq!(datey.mtime, Some(at(1_768_574_100)));
         // An owner or group that looks like a month.
         let monthly = list("-rw-r--r--   1 may   dec   77 Jan 16  2020 x");
         assert_eq!((monthly.size, monthly.name.as_str()), (77, "x"));
@@ -1557,6 +1561,17 @@ mod tests {
         assert_eq!(mlsd("type=file;size=1; name\r\n").name, "name");
         // No facts: a leading space then the name (RFC 3659 allows an empty fact list).
         assert_eq!(mlsd(" bare name"), file("bare name", 0, None, None));
+    }
+
+    #[test]
+    fn mlsd_nonconforming_separators() {
+        // Facts without the final ';' (seen from small embedded servers).
+        assert_eq!(mlsd("type=file;size=4 name").name, "name");
+        assert_eq!(mlsd("type=file;size=4 name").size, 4);
+        // A fact value with a space (owner names on some Windows servers).
+        let owner = mlsd("type=file;size=5;UNIX.ownername=John Doe;modify=20201116143500; n");
+        assert_eq!((owner.name.as_str(), owner.size), ("n", 5));
+        assert_eq!(owner.mtime, Some(at(1_605_537_300)));
     }
 
     #[test]
