@@ -179,10 +179,12 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 const SECS_PER_DAY: i64 = 86_400;
 
+/// Gregorian leap year rule.
 fn is_leap_year(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }
 
+/// Length of a month; 0 for a month that does not exist.
 fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -397,9 +399,9 @@ fn parse_type_fact(value: &str) -> FactType<'_> {
     if value.eq_ignore_ascii_case("cdir") || value.eq_ignore_ascii_case("pdir") {
         return FactType::SelfOrParent;
     }
-    // RFC 3659's examples write "OS.unix=slink:/target"; its grammar (and pure-ftpd without a
-    // readable target) gives "OS.unix=symlink". proftpd and pure-ftpd send "slink:" even when
-    // the target is empty.
+    // RFC 3659's examples write "OS.unix=slink:/target" (proftpd does too); its grammar gives
+    // "OS.unix=symlink" (pure-ftpd, when it cannot read the target). pure-ftpd outside guest
+    // sessions writes "OS.unix=slink:" with nothing after the colon.
     let rest = strip_prefix_ignore_case(value, "OS.unix=slink")
         .or_else(|| strip_prefix_ignore_case(value, "OS.unix=symlink"));
     match rest {
@@ -529,6 +531,7 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Column separators in LIST output.
 fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
@@ -897,6 +900,7 @@ fn split_dos_clock(s: &str) -> Option<(u32, u32, &str)> {
     Some((hour, minute, suffix))
 }
 
+/// True for a stand-alone "AM"/"PM" field.
 fn is_meridiem(s: &str) -> bool {
     s.eq_ignore_ascii_case("AM") || s.eq_ignore_ascii_case("PM")
 }
