@@ -254,18 +254,18 @@ impl Control {
             last_used: Instant::now(),
         };
         control.read_welcome()?;
-        if matches!(opts.tls_mode, TlsMode::Auto | TlsMode::Required) {
-            if let Some((session, name)) = &tls_config {
-                control.auth_tls(&session.config, name)?;
-            }
+        if matches!(opts.tls_mode, TlsMode::Auto | TlsMode::Required)
+            && let Some((session, name)) = &tls_config
+        {
+            control.auth_tls(&session.config, name)?;
         }
         control.login()?;
-        if let Some(config) = tls_config {
-            if control.is_tls() {
-                control.expect("PBSZ 0", |c| c == 200)?;
-                control.expect("PROT P", |c| c == 200)?;
-                control.data_tls = Some(config);
-            }
+        if let Some(config) = tls_config
+            && control.is_tls()
+        {
+            control.expect("PBSZ 0", |c| c == 200)?;
+            control.expect("PROT P", |c| c == 200)?;
+            control.data_tls = Some(config);
         }
         control.discover_features()?;
         control.expect("TYPE I", |c| c == 200)?;
@@ -330,7 +330,11 @@ impl Control {
         }
     }
 
-    fn auth_tls(&mut self, config: &Arc<ClientConfig>, name: &ServerName<'static>) -> FtpResult<()> {
+    fn auth_tls(
+        &mut self,
+        config: &Arc<ClientConfig>,
+        name: &ServerName<'static>,
+    ) -> FtpResult<()> {
         let reply = self.cmd("AUTH TLS")?;
         if reply.code != 234 {
             if self.opts.tls_mode == TlsMode::Required {
@@ -341,7 +345,10 @@ impl Control {
                     reply.text()
                 )));
             }
-            log::info!("server does not offer TLS ({}); continuing unencrypted", reply.code);
+            log::info!(
+                "server does not offer TLS ({}); continuing unencrypted",
+                reply.code
+            );
             return Ok(());
         }
         if !self.io.buffer().is_empty() {
@@ -353,7 +360,9 @@ impl Control {
         let transport = std::mem::replace(self.io.get_mut(), Transport::Closed);
         let Transport::Plain(sock) = transport else {
             self.broken = true;
-            return Err(FtpError::Protocol("AUTH TLS on an encrypted connection".into()));
+            return Err(FtpError::Protocol(
+                "AUTH TLS on an encrypted connection".into(),
+            ));
         };
         let stream = tls::connect(config, name, sock).inspect_err(|_| self.broken = true)?;
         *self.io.get_mut() = Transport::Tls(Box::new(stream));
@@ -726,7 +735,10 @@ impl Control {
     pub fn list_dir(&mut self, path: &str) -> FtpResult<Vec<Entry>> {
         if self.features.mlst && !self.quirks.no_mlsd.load(Ordering::Relaxed) {
             match self.read_listing(&format!("MLSD {path}")) {
-                Err(FtpError::Reply { code, .. }) if matches!(code, 500 | 502 | 504) => {
+                Err(FtpError::Reply {
+                    code: 500 | 502 | 504,
+                    ..
+                }) => {
                     self.quirks.no_mlsd.store(true, Ordering::Relaxed);
                 }
                 Ok(data) => {

@@ -204,7 +204,10 @@ mod tests {
             parse_epsv("Entering Extended Passive Mode (|||30042|)"),
             Some(30042)
         );
-        assert_eq!(parse_epsv("Entering extended passive mode (!!!6446!)"), Some(6446));
+        assert_eq!(
+            parse_epsv("Entering extended passive mode (!!!6446!)"),
+            Some(6446)
+        );
         assert_eq!(parse_epsv("EPSV ok (|||0|)"), None);
         assert_eq!(parse_epsv("no port here"), None);
         assert_eq!(parse_epsv("(|||99999|)"), None);

@@ -117,11 +117,11 @@ impl Pool {
         let mut backoff = Duration::from_millis(50);
         loop {
             let mut st = self.shared.state.lock();
-            if let Some(lowered) = st.limit_lowered_at {
-                if lowered.elapsed() > LIMIT_RECOVERY {
-                    st.limit = self.shared.configured;
-                    st.limit_lowered_at = None;
-                }
+            if let Some(lowered) = st.limit_lowered_at
+                && lowered.elapsed() > LIMIT_RECOVERY
+            {
+                st.limit = self.shared.configured;
+                st.limit_lowered_at = None;
             }
             if let Some(conn) = st.idle.pop() {
                 drop(st);
@@ -308,7 +308,9 @@ impl Drop for PooledControl {
 fn is_too_many_connections(e: &FtpError) -> bool {
     match e {
         FtpError::Reply { code: 421, .. } => true,
-        FtpError::Reply { code: 530, text, .. } => {
+        FtpError::Reply {
+            code: 530, text, ..
+        } => {
             let t = text.to_ascii_lowercase();
             t.contains("too many") || t.contains("maximum")
         }

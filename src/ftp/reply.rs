@@ -112,11 +112,12 @@ pub fn read_reply<R: BufRead>(reader: &mut R) -> FtpResult<Reply> {
     }
     loop {
         let line = read_line(reader)?;
-        if let Some((c, s, t)) = split_code(&line) {
-            if c == code && s != Some(b'-') {
-                lines.push(t.to_string());
-                return Ok(Reply { code, lines });
-            }
+        if let Some((c, s, t)) = split_code(&line)
+            && c == code
+            && s != Some(b'-')
+        {
+            lines.push(t.to_string());
+            return Ok(Reply { code, lines });
         }
         if lines.len() >= MAX_LINES {
             return Err(FtpError::Protocol(format!(
@@ -160,9 +161,9 @@ mod tests {
         let text = "211-Features:\r\n AUTH TLS\r\n MFMT\r\n MLST modify*;perm*;size*;type*;unique*;UNIX.group*;UNIX.mode*;UNIX.owner*;\r\n REST STREAM\r\n SIZE\r\n211 End\r\n";
         let r = parse(text).unwrap();
         assert_eq!(r.code, 211);
-        assert_eq!(r.lines.len(), 6);
+        assert_eq!(r.lines.len(), 7);
         assert_eq!(r.lines[1], " AUTH TLS");
-        assert_eq!(r.lines[5], "End");
+        assert_eq!(r.lines[6], "End");
     }
 
     #[test]

@@ -28,7 +28,14 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// A UTC calendar time as a `SystemTime`; None when out of range or before 1970.
-pub fn from_utc(year: i64, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> Option<SystemTime> {
+pub fn from_utc(
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    min: u32,
+    sec: u32,
+) -> Option<SystemTime> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
@@ -86,7 +93,10 @@ mod tests {
     #[test]
     fn known_times() {
         let t = parse_ftp_time("20201116143500").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_605_537_300);
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_605_537_300
+        );
         assert_eq!(format_ftp_time(t), "20201116143500");
         let f = parse_ftp_time("19700101000001.5").unwrap();
         assert_eq!(f.duration_since(UNIX_EPOCH).unwrap().as_millis(), 1500);
@@ -95,7 +105,15 @@ mod tests {
 
     #[test]
     fn bad_times() {
-        for s in ["", "2020", "20201316143500", "2020111614350x", "20201116143500.", "20201116143500.1234567890", "+2020111614350"] {
+        for s in [
+            "",
+            "2020",
+            "20201316143500",
+            "2020111614350x",
+            "20201116143500.",
+            "20201116143500.1234567890",
+            "+2020111614350",
+        ] {
             assert!(parse_ftp_time(s).is_none(), "{s}");
         }
     }

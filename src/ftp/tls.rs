@@ -10,13 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::client::{
-    ClientSessionMemoryCache, ClientSessionStore, Tls12ClientSessionValue,
-    Tls13ClientSessionValue,
-};
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, NamedGroup, RootCertStore,
     SignatureScheme,
@@ -53,8 +52,9 @@ impl TlsContext {
     pub fn new(settings: &TlsSettings) -> FtpResult<TlsContext> {
         let mut roots = RootCertStore::empty();
         if let Some(path) = &settings.cafile {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| FtpError::Tls(format!("cannot read CA file {}: {e}", path.display())))?;
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
+                FtpError::Tls(format!("cannot read CA file {}: {e}", path.display()))
+            })?;
             for cert in certs {
                 let cert = cert.map_err(|e| {
                     FtpError::Tls(format!("bad certificate in {}: {e}", path.display()))
@@ -233,17 +233,16 @@ pub fn finish_handshake(stream: &mut TlsStream) -> FtpResult<()> {
 
 /// Says what went wrong in a handshake: certificate problems must be obvious to the user.
 fn handshake_error(e: io::Error) -> FtpError {
-    if e.kind() == io::ErrorKind::InvalidData {
-        if let Some(inner) = e.get_ref() {
-            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                return match tls {
-                    rustls::Error::InvalidCertificate(why) => FtpError::Tls(format!(
-                        "server certificate rejected ({why:?}); pass cafile= to trust its CA or tls_insecure to skip the check"
-                    )),
-                    other => FtpError::Tls(other.to_string()),
-                };
-            }
-        }
+    if e.kind() == io::ErrorKind::InvalidData
+        && let Some(inner) = e.get_ref()
+        && let Some(tls) = inner.downcast_ref::<rustls::Error>()
+    {
+        return match tls {
+            rustls::Error::InvalidCertificate(why) => FtpError::Tls(format!(
+                "server certificate rejected ({why:?}); pass cafile= to trust its CA or tls_insecure to skip the check"
+            )),
+            other => FtpError::Tls(other.to_string()),
+        };
     }
     if matches!(
         e.kind(),
@@ -327,4 +326,3 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
-

@@ -197,7 +197,10 @@ impl Remote for FtpRemote {
                     RemoteErrorKind::NotFound | RemoteErrorKind::PermissionDenied
                 ) && matches!(self.find_in_parent(path), Ok(Some(_)))
                 {
-                    return Err(RemoteError::new(RemoteErrorKind::AlreadyExists, err.message));
+                    return Err(RemoteError::new(
+                        RemoteErrorKind::AlreadyExists,
+                        err.message,
+                    ));
                 }
                 Err(err)
             }
@@ -210,14 +213,12 @@ impl Remote for FtpRemote {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err = map_error(e);
-                if err.kind == RemoteErrorKind::NotFound
-                    || err.kind == RemoteErrorKind::PermissionDenied
+                if (err.kind == RemoteErrorKind::NotFound
+                    || err.kind == RemoteErrorKind::PermissionDenied)
+                    && let Ok(children) = self.list(path)
+                    && !children.is_empty()
                 {
-                    if let Ok(children) = self.list(path) {
-                        if !children.is_empty() {
-                            return Err(RemoteError::new(RemoteErrorKind::NotEmpty, err.message));
-                        }
-                    }
+                    return Err(RemoteError::new(RemoteErrorKind::NotEmpty, err.message));
                 }
                 Err(self.classify_550(path, err))
             }
@@ -230,10 +231,14 @@ impl Remote for FtpRemote {
         match self.pool.run(false, |c| c.rename(&server_from, &server_to)) {
             Ok(()) => Ok(()),
             Err(e) => {
-                let refused_target = matches!(&e, FtpError::Reply { command, .. } if command == "RNTO");
+                let refused_target =
+                    matches!(&e, FtpError::Reply { command, .. } if command == "RNTO");
                 let err = map_error(e);
                 if refused_target && matches!(self.find_in_parent(to), Ok(Some(_))) {
-                    return Err(RemoteError::new(RemoteErrorKind::AlreadyExists, err.message));
+                    return Err(RemoteError::new(
+                        RemoteErrorKind::AlreadyExists,
+                        err.message,
+                    ));
                 }
                 if refused_target {
                     return Err(err);
@@ -338,17 +343,16 @@ impl Read for FtpReadStream {
         }
         let mut guard = self.slot.active.lock();
         if guard.is_none() {
-            *guard = Some(start_retr(&self.pool, &self.path, self.offset).map_err(RemoteError::into_io)?);
+            *guard = Some(
+                start_retr(&self.pool, &self.path, self.offset).map_err(RemoteError::into_io)?,
+            );
         }
         let Some(active) = guard.as_mut() else {
             return Err(io::Error::other("download vanished"));
         };
         match active.transfer.read(buf) {
             Ok(0) => {
-                let ActiveRead {
-                    mut conn,
-                    transfer,
-                } = guard.take().expect("checked above");
+                let ActiveRead { mut conn, transfer } = guard.take().expect("checked above");
                 // End of data only counts as end of file once the server confirms with 226:
                 // a data connection cut short by a crash must not look like a short file.
                 conn.finish_download(transfer, true)
@@ -361,11 +365,7 @@ impl Read for FtpReadStream {
                 Ok(n)
             }
             Err(e) => {
-                if let Some(ActiveRead {
-                    mut conn,
-                    transfer,
-                }) = guard.take()
-                {
+                if let Some(ActiveRead { mut conn, transfer }) = guard.take() {
                     let _ = conn.finish_download(transfer, false);
                     if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut
                     {
@@ -385,11 +385,7 @@ impl Read for FtpReadStream {
 impl ReadStream for FtpReadStream {
     fn close(self: Box<Self>) -> RemoteResult<()> {
         let taken = self.slot.active.lock().take();
-        if let Some(ActiveRead {
-            mut conn,
-            transfer,
-        }) = taken
-        {
+        if let Some(ActiveRead { mut conn, transfer }) = taken {
             conn.finish_download(transfer, false).map_err(map_error)?;
         }
         Ok(())
@@ -398,11 +394,7 @@ impl ReadStream for FtpReadStream {
 
 impl Drop for FtpReadStream {
     fn drop(&mut self) {
-        if let Some(ActiveRead {
-            mut conn,
-            transfer,
-        }) = self.slot.active.lock().take()
-        {
+        if let Some(ActiveRead { mut conn, transfer }) = self.slot.active.lock().take() {
             let _ = conn.finish_download(transfer, false);
         }
     }
@@ -417,10 +409,10 @@ struct FtpWriteStream {
 impl FtpWriteStream {
     /// After a failed write, the control connection tells why (e.g. 552 disk full).
     fn failure_reason(&mut self, e: io::Error) -> RemoteError {
-        if let (Some(mut conn), Some(transfer)) = (self.conn.take(), self.transfer.take()) {
-            if let Err(reason) = conn.finish_upload(transfer) {
-                return map_error(reason);
-            }
+        if let (Some(mut conn), Some(transfer)) = (self.conn.take(), self.transfer.take())
+            && let Err(reason) = conn.finish_upload(transfer)
+        {
+            return map_error(reason);
         }
         RemoteError::new(RemoteErrorKind::Io, format!("upload failed: {e}"))
     }
@@ -452,7 +444,10 @@ impl WriteStream for FtpWriteStream {
     fn finish(mut self: Box<Self>) -> RemoteResult<()> {
         match (self.conn.take(), self.transfer.take()) {
             (Some(mut conn), Some(transfer)) => conn.finish_upload(transfer).map_err(map_error),
-            _ => Err(RemoteError::new(RemoteErrorKind::Io, "upload already failed")),
+            _ => Err(RemoteError::new(
+                RemoteErrorKind::Io,
+                "upload already failed",
+            )),
         }
     }
 }
@@ -517,7 +512,10 @@ mod tests {
         assert_eq!(map_error(reply(552)).kind, RemoteErrorKind::NoSpace);
         assert_eq!(map_error(reply(452)).kind, RemoteErrorKind::NoSpace);
         assert_eq!(map_error(reply(550)).kind, RemoteErrorKind::NotFound);
-        assert_eq!(map_error(reply(530)).kind, RemoteErrorKind::PermissionDenied);
+        assert_eq!(
+            map_error(reply(530)).kind,
+            RemoteErrorKind::PermissionDenied
+        );
         assert_eq!(map_error(reply(502)).kind, RemoteErrorKind::NotSupported);
         assert_eq!(
             map_error(FtpError::InvalidName("x".into())).kind,

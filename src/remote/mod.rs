@@ -132,10 +132,10 @@ impl RemoteError {
     /// Recovers the `RemoteError` inside an `io::Error`, or classifies a plain one as `Io`.
     pub fn from_io(err: std::io::Error) -> RemoteError {
         if err.get_ref().is_some_and(|e| e.is::<RemoteError>()) {
-            if let Some(inner) = err.into_inner() {
-                if let Ok(remote) = inner.downcast::<RemoteError>() {
-                    return *remote;
-                }
+            if let Some(inner) = err.into_inner()
+                && let Ok(remote) = inner.downcast::<RemoteError>()
+            {
+                return *remote;
             }
             return RemoteError::new(RemoteErrorKind::Io, "I/O error");
         }
