@@ -130,6 +130,9 @@ pub struct ServerQuirks {
     pub no_mlsd: AtomicBool,
     pub no_chmod: AtomicBool,
     pub no_set_mtime: AtomicBool,
+    /// The server ends the whole session when a TLS download is cut short by closing the
+    /// data connection (proftpd); cut such downloads short with ABOR instead.
+    pub tls_early_end_needs_abor: AtomicBool,
 }
 
 /// The byte stream under the control connection.
@@ -300,6 +303,16 @@ impl Control {
         control.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
             && session.server_sends_tickets()
             && session.tls13_tickets() == 0
+    }
+
+    /// Replaces this connection with a freshly logged-in one (new TLS session, new tickets).
+    fn reconnect(&mut self) -> FtpResult<()> {
+        log::debug!("TLS 1.3 tickets used up by uploads; opening a fresh session");
+        let fresh = Control::connect(self.opts.clone(), self.quirks.clone())
+            .inspect_err(|_| self.broken = true)?;
+        let old = std::mem::replace(self, fresh);
+        old.quit();
+        Ok(())
     }
 
     /// When the connection last completed a command.
@@ -533,10 +546,7 @@ impl Control {
     /// (TLS if PROT P) and the server's 1xx, in whichever order the server sends them.
     pub fn start_transfer(&mut self, command: &str, offset: u64) -> FtpResult<Transfer> {
         if self.needs_fresh_session() {
-            self.broken = true;
-            return Err(FtpError::Tls(
-                "no TLS session ticket left for a data connection; reconnecting".into(),
-            ));
+            self.reconnect()?;
         }
         let pending = self.open_data_socket()?;
         if offset > 0 {
@@ -659,7 +669,14 @@ impl Control {
                 break;
             }
         }
-        tls::finish_handshake(&mut stream)?;
+        if let Err(e) = tls::finish_handshake(&mut stream) {
+            if first_reply.is_none() {
+                // The server may have refused the command and dropped the data connection:
+                // its reply says why, which beats a bare "connection reset".
+                self.note_first_reply(command, first_reply)?;
+            }
+            return Err(e);
+        }
         log::debug!(
             "data connection TLS: {:?} {:?}",
             stream.conn.protocol_version(),
@@ -683,10 +700,34 @@ impl Control {
             stream,
             early_final,
         } = transfer;
+        let is_tls = matches!(stream, DataStream::Tls(_));
+        if !complete
+            && early_final.is_none()
+            && is_tls
+            && self.quirks.tls_early_end_needs_abor.load(Ordering::Relaxed)
+        {
+            return self.abort_download(stream);
+        }
         stream.abandon();
         let reply = match early_final {
             Some(r) => r,
-            None => self.read_final()?,
+            None if complete => self.read_final()?,
+            None => match self.read_early_end() {
+                Ok(r) => r,
+                Err(e) => {
+                    if is_tls && matches!(e, FtpError::Io(_)) {
+                        log::info!(
+                            "server dropped the session when a TLS download was cut short; using ABOR from now on"
+                        );
+                        self.quirks
+                            .tls_early_end_needs_abor
+                            .store(true, Ordering::Relaxed);
+                        // The download was meant to end anyway: carry on with a new session.
+                        return self.reconnect();
+                    }
+                    return Err(e);
+                }
+            },
         };
         if reply.is_success() {
             return Ok(());
@@ -699,6 +740,44 @@ impl Control {
             self.broken = true;
         }
         Err(refusal("RETR", &reply))
+    }
+
+    /// Cuts a TLS download short the way proftpd needs: ABOR, let the server close the data
+    /// connection cleanly (reading what it still sends), then NOOP to find the end of the
+    /// replies (426+226, or 226, or 225, depending on timing and server).
+    fn abort_download(&mut self, stream: DataStream) -> FtpResult<()> {
+        self.send("ABOR")?;
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut sink = vec![0u8; 64 * 1024];
+        let mut stream = stream;
+        loop {
+            match stream.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) if Instant::now() < deadline => {}
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        stream.abandon();
+        self.send("NOOP")?;
+        loop {
+            let reply = self.read()?;
+            if reply.code == 200 {
+                self.last_used = Instant::now();
+                return Ok(());
+            }
+            if !matches!(
+                reply.code,
+                150 | 225 | 226 | 425 | 426 | 450 | 451 | 500 | 502
+            ) {
+                self.broken = true;
+                return Err(FtpError::Protocol(format!(
+                    "unexpected reply {} after ABOR",
+                    reply.code
+                )));
+            }
+        }
     }
 
     /// Ends an upload and returns the server's verdict on the stored file.
@@ -717,6 +796,39 @@ impl Control {
             return Err(refusal("STOR", &reply));
         }
         closed.map_err(FtpError::Io)
+    }
+
+    /// Reads the reply that ends a download we cut short. pure-ftpd answers that with a
+    /// lone 1xx and nothing after it, so after a 1xx a NOOP marks where the sequence ends:
+    /// whatever final reply comes before NOOP's 200 belongs to the transfer.
+    fn read_early_end(&mut self) -> FtpResult<Reply> {
+        let first = self.read()?;
+        if !first.is_preliminary() {
+            return Ok(first);
+        }
+        self.send("NOOP")?;
+        let mut outcome = None;
+        loop {
+            let reply = self.read()?;
+            if reply.is_preliminary() {
+                continue;
+            }
+            if reply.code == 200 {
+                self.last_used = Instant::now();
+                return Ok(outcome.unwrap_or(Reply {
+                    code: 426,
+                    lines: vec!["transfer ended early".into()],
+                }));
+            }
+            if outcome.is_some() {
+                self.broken = true;
+                return Err(FtpError::Protocol(format!(
+                    "unexpected reply {} after an interrupted transfer",
+                    reply.code
+                )));
+            }
+            outcome = Some(reply);
+        }
     }
 
     /// Reads replies until a final one, skipping stray 1xx.

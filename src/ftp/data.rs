@@ -36,6 +36,14 @@ impl DataStream {
 
     /// Drops the connection at once; the server sees a reset if it was still sending.
     pub fn abandon(self) {
+        if let DataStream::Tls(mut s) = self {
+            // proftpd ends the whole session when a TLS data connection drops without
+            // close_notify; say goodbye first (without waiting for the answer).
+            s.conn.send_close_notify();
+            let _ = s.conn.write_tls(&mut s.sock);
+            let _ = s.sock.shutdown(Shutdown::Both);
+            return;
+        }
         let _ = self.tcp().shutdown(Shutdown::Both);
     }
 }

@@ -291,7 +291,7 @@ impl Drop for PooledControl {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         let mut st = self.shared.state.lock();
-        if conn.is_broken() || conn.needs_fresh_session() || st.open > st.limit + 1 {
+        if conn.is_broken() || st.open > st.limit + 1 {
             st.open -= 1;
             drop(st);
             drop(conn);
