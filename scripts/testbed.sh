@@ -531,7 +531,7 @@ cmd_status() {
 
 cmd_capture() {
     [ -f "$ENV_FILE" ] || die "not running: scripts/testbed.sh start first"
-    python3 "$REPO/scripts/testbed/capture.py" --env "$ENV_FILE" --out "$REPO/tests/fixtures/servers"
+    python3 "$REPO/scripts/testbed/capture.py" --env "$ENV_FILE" --out "$REPO/tests/fixtures/servers" "$@"
 }
 
 case "${1:-}" in
@@ -540,6 +540,6 @@ start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 env) echo "$ENV_FILE" ;;
-capture) cmd_capture ;;
+capture) shift; cmd_capture "$@" ;;
 *) echo "usage: $0 install|start|stop|status|env|capture" >&2; exit 2 ;;
 esac

@@ -277,7 +277,7 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Connect (plain TCP) and read the first reply line, within `timeout`.
-/// For an implicit-TLS server this only checks the TCP connect (the greeting is encrypted).
+/// Not for an implicit-TLS server: its greeting is inside TLS, so this would time out.
 pub fn read_welcome(server: &Server, timeout: Duration) -> std::io::Result<String> {
     let addr: SocketAddr = server
         .addr()
