@@ -475,8 +475,9 @@ write_env() {
 }
 
 stop_instance() { # instance
-    local i=$1 pid
+    local i=$1 pid had=0
     if pid=$(our_pid "$STATE/$i.pid"); then
+        had=1
         # tini leads its process group (setsid) and puts the server in a group of its own;
         # proftpd and pure-ftpd sessions stay in the server's group, vsftpd sessions call
         # setsid. So collect the process groups of tini and all its descendants, signal them all.
@@ -491,7 +492,11 @@ stop_instance() { # instance
         log "stopped $i (pid $pid)"
     fi
     rm -f "$STATE/$i.pid"
-    wait_until 10 not port_open "${PORT[$i]}" || die "port ${PORT[$i]} ($i) still answers after stop"
+    if [ "$had" = 1 ]; then
+        wait_until 10 not port_open "${PORT[$i]}" || die "port ${PORT[$i]} ($i) still answers after stop"
+    elif port_open "${PORT[$i]}"; then
+        die "port ${PORT[$i]} ($i) is in use by a process testbed.sh did not start"
+    fi
 }
 
 with_lock() {
@@ -511,11 +516,14 @@ cmd_start() {
     local i
     for i in "${INSTANCES[@]}"; do stop_instance "$i"; done
     rm -f "$ENV_FILE"
+    # a failed start leaves nothing running (the EXIT trap stops what was started)
+    trap 'log "start failed: stopping what was started"; for i in "${INSTANCES[@]}"; do stop_instance "$i" || true; done' EXIT
     ensure_user
     ensure_certs
     for i in "${INSTANCES[@]}"; do start_instance "$i"; done
     for i in "${INSTANCES[@]}"; do verify_instance "$i"; done
     write_env
+    trap - EXIT
     cmd_status
     log "state file: $ENV_FILE"
 }
