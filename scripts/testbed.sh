@@ -38,6 +38,20 @@
 #   it requires TLS session reuse on data connections by default (TLSOptions without
 #   NoSessionReuseRequired). Its default Scoreboard/PID/DelayTable paths are under /run; we move
 #   them to the state dir so the instance owns its files.
+# - TLS session reuse, measured (TLS 1.2 and 1.3 alike): a data connection that does not resume
+#   the control connection's session gets `522 SSL connection failed: session reuse required`
+#   from vsftpd and `425 Unable to build data connection: Operation not permitted` from proftpd
+#   (after the 150); pure-ftpd accepts it. All three negotiate TLS 1.3 with OpenSSL 3.
+# - vsftpd advertises `AUTH TLS` in FEAT only when ssl_tlsv1=YES (it accepts AUTH TLS either
+#   way), so we keep ssl_tlsv1=YES as a stock config would. vsftpd has no MLSD/MLST/MFMT.
+# - Listings (see tests/fixtures/servers/): vsftpd's LIST shows numeric uid and gid; pure-ftpd's
+#   a numeric owner and a group name; proftpd names. MLSD symlinks: proftpd
+#   `type=OS.unix=symlink` with the `unique` fact of the *target*, pure-ftpd `type=OS.unix=slink:`
+#   (empty target); pure-ftpd gives directories `sizd=` instead of `size=`. pure-ftpd's FEAT ends
+#   with `211 End.` and its LIST ends with `226 N matches total`.
+# - PID 1 on these machines does not reap orphans, and vsftpd session processes call setsid():
+#   each server runs under `tini -s -g` (subreaper), and `stop` signals the process groups of all
+#   of tini's descendants, so sessions of a stopped vsftpd do not linger.
 set -euo pipefail
 
 PREFIX=${FTPFS_TESTBED_PREFIX:-/opt/ftpfs-testbed}
@@ -461,8 +475,9 @@ write_env() {
 }
 
 stop_instance() { # instance
-    local i=$1 pid
+    local i=$1 pid had=0
     if pid=$(our_pid "$STATE/$i.pid"); then
+        had=1
         # tini leads its process group (setsid) and puts the server in a group of its own;
         # proftpd and pure-ftpd sessions stay in the server's group, vsftpd sessions call
         # setsid. So collect the process groups of tini and all its descendants, signal them all.
@@ -477,7 +492,11 @@ stop_instance() { # instance
         log "stopped $i (pid $pid)"
     fi
     rm -f "$STATE/$i.pid"
-    wait_until 10 not port_open "${PORT[$i]}" || die "port ${PORT[$i]} ($i) still answers after stop"
+    if [ "$had" = 1 ]; then
+        wait_until 10 not port_open "${PORT[$i]}" || die "port ${PORT[$i]} ($i) still answers after stop"
+    elif port_open "${PORT[$i]}"; then
+        die "port ${PORT[$i]} ($i) is in use by a process testbed.sh did not start"
+    fi
 }
 
 with_lock() {
@@ -497,11 +516,14 @@ cmd_start() {
     local i
     for i in "${INSTANCES[@]}"; do stop_instance "$i"; done
     rm -f "$ENV_FILE"
+    # a failed start leaves nothing running (the EXIT trap stops what was started)
+    trap 'log "start failed: stopping what was started"; for i in "${INSTANCES[@]}"; do stop_instance "$i" || true; done' EXIT
     ensure_user
     ensure_certs
     for i in "${INSTANCES[@]}"; do start_instance "$i"; done
     for i in "${INSTANCES[@]}"; do verify_instance "$i"; done
     write_env
+    trap - EXIT
     cmd_status
     log "state file: $ENV_FILE"
 }
