@@ -629,12 +629,15 @@ impl Control {
     /// Reads the reply that answers a transfer command before the data connection is up.
     fn note_first_reply(&mut self, command: &str, slot: &mut Option<Reply>) -> FtpResult<()> {
         let reply = self.read()?;
-        if reply.is_preliminary() || reply.is_success() {
-            *slot = Some(reply);
+        let accepted = reply.is_preliminary() || reply.is_success();
+        let result = if accepted {
             Ok(())
         } else {
             Err(refusal(command, &reply))
-        }
+        };
+        // Kept even when negative, so that nobody waits for this reply a second time.
+        *slot = Some(reply);
+        result
     }
 
     /// TLS on the data connection. Some servers send their 1xx before the handshake and some
@@ -650,6 +653,28 @@ impl Control {
         let conn = rustls::ClientConnection::new(config.clone(), name.clone())
             .map_err(|e| FtpError::Tls(e.to_string()))?;
         let mut stream = rustls::StreamOwned::new(conn, sock);
+        if let Err(e) = self.drive_data_handshake(&mut stream, command, first_reply) {
+            if first_reply.is_none() && !self.broken {
+                // The server may have refused the command and dropped the data connection:
+                // its reply says why, which beats a bare "connection reset".
+                self.note_first_reply(command, first_reply)?;
+            }
+            return Err(e);
+        }
+        log::debug!(
+            "data connection TLS: {:?} {:?}",
+            stream.conn.protocol_version(),
+            stream.conn.handshake_kind()
+        );
+        Ok(stream)
+    }
+
+    fn drive_data_handshake(
+        &mut self,
+        stream: &mut TlsStream,
+        command: &str,
+        first_reply: &mut Option<Reply>,
+    ) -> FtpResult<()> {
         while stream.conn.wants_write() {
             stream.conn.write_tls(&mut stream.sock)?;
         }
@@ -669,20 +694,7 @@ impl Control {
                 break;
             }
         }
-        if let Err(e) = tls::finish_handshake(&mut stream) {
-            if first_reply.is_none() {
-                // The server may have refused the command and dropped the data connection:
-                // its reply says why, which beats a bare "connection reset".
-                self.note_first_reply(command, first_reply)?;
-            }
-            return Err(e);
-        }
-        log::debug!(
-            "data connection TLS: {:?} {:?}",
-            stream.conn.protocol_version(),
-            stream.conn.handshake_kind()
-        );
-        Ok(stream)
+        tls::finish_handshake(stream)
     }
 
     fn control_fd(&self) -> FtpResult<i32> {
