@@ -142,3 +142,6 @@ impl RemoteError {
         RemoteError::new(RemoteErrorKind::Io, err.to_string())
     }
 }
+
+pub mod faulty;
+pub mod memory;
