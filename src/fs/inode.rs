@@ -62,7 +62,11 @@ impl InodeTable {
 
     /// The current path of `ino`, or None if unknown or unlinked.
     pub fn path(&self, ino: Ino) -> Option<String> {
-        self.inner.lock().nodes.get(&ino).and_then(|n| n.path.clone())
+        self.inner
+            .lock()
+            .nodes
+            .get(&ino)
+            .and_then(|n| n.path.clone())
     }
 
     /// The inode of `path`, allocating one if needed, without counting a kernel lookup

@@ -24,8 +24,8 @@ use parking_lot::Mutex;
 use crate::remote::{Entry, EntryKind, Remote, RemoteErrorKind, WriteMode};
 use cache::{DirCache, Listing};
 pub use error::{FsError, FsResult};
-use handle::{DirHandle, Handles, OpenFile};
 pub use handle::Fh;
+use handle::{DirHandle, Handles, OpenFile};
 use inode::InodeTable;
 pub use inode::{Ino, ROOT_INO};
 use reader::Reader;
@@ -161,8 +161,7 @@ fn check_name(name: &OsStr) -> FsResult<&str> {
     if name.len() > NAME_MAX {
         return Err(FsError::new(libc::ENAMETOOLONG, "name too long"));
     }
-    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0', '\r', '\n'])
-    {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0', '\r', '\n']) {
         return Err(FsError::invalid(format!("invalid name {name:?}")));
     }
     Ok(name)
@@ -231,19 +230,44 @@ impl Filesystem {
             .ok_or_else(|| FsError::not_found(format!("inode {ino} is not known")))
     }
 
-    fn ctx<'a>(&'a self, path: Option<&'a str>) -> Ctx<'a> {
-        Ctx {
+    /// Runs `f` with a writer context for `of` at `path`; uploads update the cache.
+    fn with_ctx<R>(&self, of: &OpenFile, path: Option<&str>, f: impl FnOnce(&Ctx<'_>) -> R) -> R {
+        let hook = |size: u64| {
+            if let Some(p) = path {
+                self.uploaded(of, p, size);
+            }
+        };
+        f(&Ctx {
             remote: &self.remote,
             path,
             write_buffer: self.opts.write_buffer,
-        }
+            on_upload: &hook,
+        })
+    }
+
+    /// Records a completed upload of `size` bytes to `path`.
+    fn uploaded(&self, of: &OpenFile, path: &str, size: u64) {
+        of.version.fetch_add(1, Ordering::SeqCst);
+        self.opened.lock().remove(&of.ino);
+        let (parent, name) = split(path);
+        let mut entry = Entry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size,
+            mtime: Some(SystemTime::now()),
+            mode: None,
+        };
+        self.cache.update(parent, |l| {
+            if let Some(old) = l.get(name) {
+                entry.mode = old.mode;
+            }
+            l.insert(name.to_string(), entry);
+        });
     }
 
     /// The listing of `dir`, from the cache if younger than `max_age`.
     fn listing(&self, dir: &str, max_age: Duration) -> FsResult<(Arc<Listing>, Instant)> {
-        Ok(self
-            .cache
-            .listing(dir, max_age, || self.remote.list(dir))?)
+        Ok(self.cache.listing(dir, max_age, || self.remote.list(dir))?)
     }
 
     /// What the server (as cached) says about `path`; ENOENT if absent.
@@ -403,7 +427,7 @@ impl Filesystem {
         let result = (|| {
             {
                 let mut content = of.content.lock();
-                content.truncate(&self.ctx(Some(path)), size)?;
+                self.with_ctx(&of, Some(path), |ctx| content.truncate(ctx, size))?;
                 of.refresh_overlay(&content);
             }
             // With no handle open, nothing else will upload it: do it now. Otherwise the
@@ -528,7 +552,10 @@ impl Filesystem {
         let path = join(&self.path_of(parent)?, name);
         let entry = self.entry(&path)?;
         if entry.kind != EntryKind::Dir {
-            return Err(FsError::new(libc::ENOTDIR, format!("{path}: not a directory")));
+            return Err(FsError::new(
+                libc::ENOTDIR,
+                format!("{path}: not a directory"),
+            ));
         }
         let (listing, _) = self.listing(&path, self.opts.cache_timeout)?;
         if !listing.is_empty() {
@@ -612,7 +639,10 @@ impl Filesystem {
         let src_dir = src.kind == EntryKind::Dir;
         let target_dir = target.kind == EntryKind::Dir;
         match (src_dir, target_dir) {
-            (true, false) => Err(FsError::new(libc::ENOTDIR, format!("{to}: not a directory"))),
+            (true, false) => Err(FsError::new(
+                libc::ENOTDIR,
+                format!("{to}: not a directory"),
+            )),
             (false, true) => Err(FsError::new(libc::EISDIR, format!("{to}: is a directory"))),
             (true, true) => {
                 let (listing, _) = self.listing(to, self.opts.cache_timeout)?;
@@ -652,7 +682,7 @@ impl Filesystem {
         let of = self.handles.acquire(ino);
         if truncating {
             let mut content = of.content.lock();
-            if let Err(e) = content.truncate(&self.ctx(Some(&path)), 0) {
+            if let Err(e) = self.with_ctx(&of, Some(&path), |ctx| content.truncate(ctx, 0)) {
                 drop(content);
                 self.handles.release(&of);
                 return Err(e.into());
@@ -739,8 +769,10 @@ impl Filesystem {
         let path = self.inodes.path(ino);
         {
             let mut content = h.file.content.lock();
-            let local = content.read(&self.ctx(path.as_deref()), offset, size as usize);
-            of_refresh(&h.file, &content);
+            let local = self.with_ctx(&h.file, path.as_deref(), |ctx| {
+                content.read(ctx, offset, size as usize)
+            });
+            h.file.refresh_overlay(&content);
             if let Some(data) = local? {
                 return Ok(data);
             }
@@ -778,13 +810,9 @@ impl Filesystem {
             (Content::Remote, Some(p)) => self.entry(p).map(|e| e.size).unwrap_or(0),
             _ => 0,
         };
-        let result = content.write(
-            &self.ctx(path.as_deref()),
-            offset,
-            data,
-            h.append(),
-            server_size,
-        );
+        let result = self.with_ctx(&h.file, path.as_deref(), |ctx| {
+            content.write(ctx, offset, data, h.append(), server_size)
+        });
         h.file.refresh_overlay(&content);
         if result.is_err() && !content.is_dirty() {
             if let Some(p) = &path {
@@ -795,12 +823,13 @@ impl Filesystem {
         u32::try_from(data.len()).map_err(|_| FsError::invalid("write too large"))
     }
 
-    /// Uploads pending changes of `of` and records the result in the cache.
+    /// Uploads pending changes of `of` (the cache learns of it through `uploaded`) and
+    /// applies an mtime set while they were pending.
     fn commit(&self, of: &OpenFile) -> FsResult<()> {
         let path = self.inodes.path(of.ino);
         let result = {
             let mut content = of.content.lock();
-            let r = content.commit(&self.ctx(path.as_deref()));
+            let r = self.with_ctx(of, path.as_deref(), |ctx| content.commit(ctx));
             of.refresh_overlay(&content);
             r
         };
@@ -808,25 +837,7 @@ impl Filesystem {
             return result.map(|_| ()).map_err(FsError::from);
         };
         match result {
-            Ok(Some(size)) => {
-                of.version.fetch_add(1, Ordering::SeqCst);
-                self.opened.lock().remove(&of.ino);
-                let now = SystemTime::now();
-                let (_, name) = split(&path);
-                let (parent, _) = split(&path);
-                let mut entry = Entry {
-                    name: name.into(),
-                    kind: EntryKind::File,
-                    size,
-                    mtime: Some(now),
-                    mode: None,
-                };
-                self.cache.update(parent, |l| {
-                    if let Some(old) = l.get(name) {
-                        entry.mode = old.mode;
-                    }
-                    l.insert(name.to_string(), entry);
-                });
+            Ok(Some(_)) => {
                 let pending = of.pending_mtime.lock().take();
                 if let Some(mtime) = pending {
                     match self.remote.set_mtime(&path, mtime) {
@@ -895,7 +906,10 @@ impl Filesystem {
         if path != "/" {
             let e = self.entry(&path)?;
             if e.kind != EntryKind::Dir {
-                return Err(FsError::new(libc::ENOTDIR, format!("{path}: not a directory")));
+                return Err(FsError::new(
+                    libc::ENOTDIR,
+                    format!("{path}: not a directory"),
+                ));
             }
         }
         let (listing, _) = self.listing(&path, self.opts.cache_timeout)?;
@@ -1006,10 +1020,6 @@ impl Filesystem {
             frsize: 4096,
         }
     }
-}
-
-fn of_refresh(of: &OpenFile, content: &Content) {
-    of.refresh_overlay(content);
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ use crate::remote::{ReadStream, Remote, RemoteError};
 pub const INITIAL_WINDOW: usize = 128 * 1024;
 /// A forward jump up to this far is read and discarded rather than reopening the stream.
 pub const SKIP_MAX: u64 = 256 * 1024;
+/// After this many bytes read since a reopen, a broken stream may be reopened again.
+const RETRY_RESET: u64 = 1 << 20;
 /// How much the background thread asks the stream for at once.
 const CHUNK: usize = 64 * 1024;
 
@@ -181,6 +183,7 @@ impl Producer {
     fn run(mut self, stream: Box<dyn ReadStream>) {
         let mut stream = Some(stream);
         let mut may_retry = true;
+        let mut since_reopen = 0u64;
         let mut chunk = vec![0u8; CHUNK];
         loop {
             {
@@ -201,7 +204,11 @@ impl Producer {
                 }
                 Ok(n) => {
                     self.pos += n as u64;
-                    may_retry = true;
+                    since_reopen += n as u64;
+                    // Enough progress since the last reopen: a later drop is a new event.
+                    if since_reopen >= RETRY_RESET {
+                        may_retry = true;
+                    }
                     self.shared.state.lock().buf.extend(&chunk[..n]);
                     self.shared.cond.notify_all();
                 }
@@ -215,6 +222,7 @@ impl Producer {
                         // once at the same offset before failing the read.
                         warn!("read {} at {}: {err}; reopening once", self.path, self.pos);
                         may_retry = false;
+                        since_reopen = 0;
                         match self.remote.open_read(&self.path, self.pos) {
                             Ok(s) => {
                                 stream = Some(s);
@@ -300,7 +308,7 @@ mod tests {
         let f = Arc::new(FaultyRemote::new(m.clone()));
         f.break_reads_after(100_000, 1);
         let mut r = Reader::new(f.clone(), "/f".into(), 8 << 20);
-        assert_eq!(r.read(0, 500_000).unwrap(), d);
+        assert!(r.read(0, 500_000).unwrap() == d);
         assert_eq!(m.open_read_calls(), 2);
 
         f.break_reads_after(1000, 100);
@@ -309,7 +317,10 @@ mod tests {
         assert_eq!(err.errno, libc::EIO);
 
         f.clear();
-        f.fail_always(crate::remote::memory::Op::OpenRead, RemoteErrorKind::NotFound);
+        f.fail_always(
+            crate::remote::memory::Op::OpenRead,
+            RemoteErrorKind::NotFound,
+        );
         let mut r = Reader::new(f, "/f".into(), 8 << 20);
         assert_eq!(r.read(0, 1).unwrap_err().errno, libc::ENOENT);
     }

@@ -98,8 +98,14 @@ impl Upload {
         self.tx = None;
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(RemoteError::new(RemoteErrorKind::Io, "upload thread panicked")),
-            None => Err(RemoteError::new(RemoteErrorKind::Io, "upload already finished")),
+            Some(Err(_)) => Err(RemoteError::new(
+                RemoteErrorKind::Io,
+                "upload thread panicked",
+            )),
+            None => Err(RemoteError::new(
+                RemoteErrorKind::Io,
+                "upload already finished",
+            )),
         }
     }
 }
@@ -124,6 +130,9 @@ pub struct Ctx<'a> {
     pub path: Option<&'a str>,
     /// Byte budget of a streaming upload's queue.
     pub write_buffer: usize,
+    /// Called with the new size after every completed upload, including the implicit one
+    /// when a stream turns into a spool, so caches learn the server's new state.
+    pub on_upload: &'a dyn Fn(u64),
 }
 
 impl Ctx<'_> {
@@ -169,10 +178,17 @@ fn download(ctx: &Ctx<'_>, path: &str) -> RemoteResult<(File, u64)> {
 /// Uploads the first `size` bytes of `file` to `path`, replacing it.
 fn upload_file(ctx: &Ctx<'_>, path: &str, file: &File, size: u64) -> RemoteResult<()> {
     let mut stream = ctx.remote.open_write(path, WriteMode::Truncate)?;
-    let mut buf = vec![0u8; COPY_CHUNK.min(usize::try_from(size).unwrap_or(COPY_CHUNK)).max(1)];
+    let mut buf = vec![
+        0u8;
+        COPY_CHUNK
+            .min(usize::try_from(size).unwrap_or(COPY_CHUNK))
+            .max(1)
+    ];
     let mut pos = 0u64;
     while pos < size {
-        let want = buf.len().min(usize::try_from(size - pos).unwrap_or(buf.len()));
+        let want = buf
+            .len()
+            .min(usize::try_from(size - pos).unwrap_or(buf.len()));
         let n = file.read_at(&mut buf[..want], pos).map_err(io_err)?;
         if n == 0 {
             return Err(RemoteError::new(RemoteErrorKind::Io, "spool file shrank"));
@@ -258,9 +274,10 @@ impl Content {
                     unreachable!()
                 };
                 let mode = up.mode;
-                let err = up.finish().err().unwrap_or_else(|| {
-                    RemoteError::new(RemoteErrorKind::Io, "upload ended early")
-                });
+                let err = up
+                    .finish()
+                    .err()
+                    .unwrap_or_else(|| RemoteError::new(RemoteErrorKind::Io, "upload ended early"));
                 if let Some(path) = ctx.path {
                     remove_partial(ctx, path, mode, &err);
                 }
@@ -364,7 +381,10 @@ impl Content {
                 return Ok(());
             }
             Content::Stream(_) => {
-                debug!("{:?}: non-sequential access, converting upload to spool", ctx.path);
+                debug!(
+                    "{:?}: non-sequential access, converting upload to spool",
+                    ctx.path
+                );
                 self.commit(ctx)?;
             }
             Content::Remote => {}
@@ -382,6 +402,14 @@ impl Content {
     /// Uploads pending changes and waits for the server's verdict. Returns the uploaded size
     /// when something was uploaded. With no path (file unlinked) pending data is discarded.
     pub fn commit(&mut self, ctx: &Ctx<'_>) -> RemoteResult<Option<u64>> {
+        let result = self.upload(ctx);
+        if let Ok(Some(size)) = result {
+            (ctx.on_upload)(size);
+        }
+        result
+    }
+
+    fn upload(&mut self, ctx: &Ctx<'_>) -> RemoteResult<Option<u64>> {
         if !self.is_dirty() {
             return Ok(None);
         }

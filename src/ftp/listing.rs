@@ -8,7 +8,9 @@ pub enum EntryKind {
     File,
     Dir,
     /// A symbolic link; the target when the server told us.
-    Symlink { target: Option<String> },
+    Symlink {
+        target: Option<String>,
+    },
 }
 
 /// One object as a server listing describes it.

@@ -131,7 +131,9 @@ struct BreakingReader {
 impl Read for BreakingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.left {
-            Some(0) => Err(RemoteError::new(RemoteErrorKind::Io, "injected: connection reset").into_io()),
+            Some(0) => {
+                Err(RemoteError::new(RemoteErrorKind::Io, "injected: connection reset").into_io())
+            }
             Some(left) => {
                 let max = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                 let n = self.inner.read(&mut buf[..max])?;
@@ -165,7 +167,10 @@ impl Write for BreakingWriter {
                 self.inner.write_all(&data[..n])?;
                 self.left = Some(0);
                 self.broken = true;
-                Err(RemoteError::new(RemoteErrorKind::Io, "injected: upload connection reset").into_io())
+                Err(
+                    RemoteError::new(RemoteErrorKind::Io, "injected: upload connection reset")
+                        .into_io(),
+                )
             }
             Some(left) => {
                 self.inner.write_all(data)?;
@@ -185,7 +190,10 @@ impl WriteStream for BreakingWriter {
         // The server keeps whatever arrived, then reports the failure.
         self.inner.finish()?;
         if self.broken {
-            return Err(RemoteError::new(RemoteErrorKind::Io, "injected: upload broken"));
+            return Err(RemoteError::new(
+                RemoteErrorKind::Io,
+                "injected: upload broken",
+            ));
         }
         match self.finish_error {
             Some(kind) => Err(RemoteError::new(kind, "injected: finish failed")),

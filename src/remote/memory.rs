@@ -85,7 +85,13 @@ fn check_path(path: &str) -> RemoteResult<()> {
 
 impl Tree {
     fn is_dir(&self, path: &str) -> bool {
-        matches!(self.objects.get(path), Some(Object { node: Node::Dir, .. }))
+        matches!(
+            self.objects.get(path),
+            Some(Object {
+                node: Node::Dir,
+                ..
+            })
+        )
     }
 
     /// Paths strictly below `dir`.
@@ -430,7 +436,9 @@ impl Remote for MemoryRemote {
         check_path(path)?;
         let mut tree = self.tree.lock();
         match tree.objects.get(path) {
-            Some(Object { node: Node::Dir, .. }) => Err(RemoteError::new(
+            Some(Object {
+                node: Node::Dir, ..
+            }) => Err(RemoteError::new(
                 RemoteErrorKind::PermissionDenied,
                 format!("550 {path}: is a directory"),
             )),
@@ -580,14 +588,20 @@ mod tests {
         r.put_file("/d/f", b"x");
         r.put_file("/g", b"y");
         assert_eq!(r.rmdir("/d").unwrap_err().kind, RemoteErrorKind::NotEmpty);
-        assert_eq!(r.mkdir("/d").unwrap_err().kind, RemoteErrorKind::AlreadyExists);
+        assert_eq!(
+            r.mkdir("/d").unwrap_err().kind,
+            RemoteErrorKind::AlreadyExists
+        );
         assert_eq!(
             r.rename("/g", "/d/f").unwrap_err().kind,
             RemoteErrorKind::AlreadyExists
         );
         r.rename("/d", "/e").unwrap();
         assert_eq!(r.file("/e/f").unwrap(), b"x");
-        assert_eq!(r.delete("/nope").unwrap_err().kind, RemoteErrorKind::NotFound);
+        assert_eq!(
+            r.delete("/nope").unwrap_err().kind,
+            RemoteErrorKind::NotFound
+        );
         assert_eq!(
             r.stat("/a\r\nDELE x").unwrap_err().kind,
             RemoteErrorKind::InvalidName
