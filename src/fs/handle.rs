@@ -138,10 +138,10 @@ impl Handles {
     /// Drops one user of `of`; the state leaves the table with its last user.
     pub fn release(&self, of: &Arc<OpenFile>) {
         let mut open = self.open.lock();
-        if of.users.fetch_sub(1, Ordering::SeqCst) == 1 {
-            if open.get(&of.ino).is_some_and(|o| Arc::ptr_eq(o, of)) {
-                open.remove(&of.ino);
-            }
+        if of.users.fetch_sub(1, Ordering::SeqCst) == 1
+            && open.get(&of.ino).is_some_and(|o| Arc::ptr_eq(o, of))
+        {
+            open.remove(&of.ino);
         }
     }
 

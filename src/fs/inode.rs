@@ -120,10 +120,10 @@ impl InodeTable {
         if node.lookups == 0 {
             let path = node.path.take();
             inner.nodes.remove(&ino);
-            if let Some(p) = path {
-                if inner.by_path.get(&p) == Some(&ino) {
-                    inner.by_path.remove(&p);
-                }
+            if let Some(p) = path
+                && inner.by_path.get(&p) == Some(&ino)
+            {
+                inner.by_path.remove(&p);
             }
         }
     }

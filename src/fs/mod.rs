@@ -326,13 +326,12 @@ impl Filesystem {
             uid: self.opts.uid,
             gid: self.opts.gid,
         };
-        if kind == FileKind::File {
-            if let Some(of) = self.handles.find(ino) {
-                if let Some((size, mtime)) = *of.overlay.lock() {
-                    attr.size = size;
-                    attr.mtime = mtime;
-                }
-            }
+        if kind == FileKind::File
+            && let Some(of) = self.handles.find(ino)
+            && let Some((size, mtime)) = *of.overlay.lock()
+        {
+            attr.size = size;
+            attr.mtime = mtime;
         }
         attr
     }
@@ -524,10 +523,10 @@ impl Filesystem {
         self.check_writable()?;
         let name = check_name(name)?;
         let path = join(&self.path_of(parent)?, name);
-        if let Ok(e) = self.entry(&path) {
-            if e.kind == EntryKind::Dir {
-                return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
-            }
+        if let Ok(e) = self.entry(&path)
+            && e.kind == EntryKind::Dir
+        {
+            return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
         }
         self.discard_writes(&path);
         let result = self.remote.delete(&path);
@@ -597,10 +596,10 @@ impl Filesystem {
         }
         // An upload in progress goes to the old name: complete it first, so the rename
         // moves the finished file on every server.
-        if let Some(of) = self.inodes.find(&from).and_then(|i| self.handles.find(i)) {
-            if of.content.lock().is_streaming() {
-                self.commit(&of).map_err(close_error)?;
-            }
+        if let Some(of) = self.inodes.find(&from).and_then(|i| self.handles.find(i))
+            && of.content.lock().is_streaming()
+        {
+            self.commit(&of).map_err(close_error)?;
         }
         match self.remote.rename(&from, &to) {
             Ok(()) => {}
@@ -814,10 +813,11 @@ impl Filesystem {
             content.write(ctx, offset, data, h.append(), server_size)
         });
         h.file.refresh_overlay(&content);
-        if result.is_err() && !content.is_dirty() {
-            if let Some(p) = &path {
-                self.cache.invalidate(split(p).0);
-            }
+        if result.is_err()
+            && !content.is_dirty()
+            && let Some(p) = &path
+        {
+            self.cache.invalidate(split(p).0);
         }
         result?;
         u32::try_from(data.len()).map_err(|_| FsError::invalid("write too large"))

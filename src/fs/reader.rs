@@ -157,10 +157,10 @@ impl Reader {
                 shared.cond.notify_all();
                 return Ok(out);
             }
-            if st.buf.is_empty() {
-                if let Some(err) = st.error.clone() {
-                    return Err(FsError::from(err));
-                }
+            if st.buf.is_empty()
+                && let Some(err) = st.error.clone()
+            {
+                return Err(FsError::from(err));
             }
             // Ask the producer for at least what this request still needs.
             st.wanted = (offset.saturating_sub(st.start) as usize) + (size - out.len());
@@ -237,10 +237,10 @@ impl Producer {
                 }
             }
         }
-        if let Some(s) = stream {
-            if let Err(e) = s.close() {
-                debug!("closing read stream of {}: {e}", self.path);
-            }
+        if let Some(s) = stream
+            && let Err(e) = s.close()
+        {
+            debug!("closing read stream of {}: {e}", self.path);
         }
     }
 

@@ -263,26 +263,24 @@ impl Content {
         append: bool,
         server_size: u64,
     ) -> RemoteResult<u64> {
-        if let Content::Stream(up) = self {
-            if append || offset == up.pos {
-                let at = up.pos;
-                if up.send(data) {
-                    return Ok(at);
-                }
-                // The sender thread stopped: collect its error.
-                let Content::Stream(up) = std::mem::replace(self, Content::Remote) else {
-                    unreachable!()
-                };
-                let mode = up.mode;
-                let err = up
-                    .finish()
-                    .err()
-                    .unwrap_or_else(|| RemoteError::new(RemoteErrorKind::Io, "upload ended early"));
-                if let Some(path) = ctx.path {
-                    remove_partial(ctx, path, mode, &err);
-                }
-                return Err(err);
+        if let Content::Stream(up) = self
+            && (append || offset == up.pos)
+        {
+            let at = up.pos;
+            if up.send(data) {
+                return Ok(at);
             }
+            // The sender thread stopped: collect its error.
+            let mode = up.mode;
+            let err = match std::mem::replace(self, Content::Remote) {
+                Content::Stream(up) => up.finish().err(),
+                _ => None,
+            }
+            .unwrap_or_else(|| RemoteError::new(RemoteErrorKind::Io, "upload ended early"));
+            if let Some(path) = ctx.path {
+                remove_partial(ctx, path, mode, &err);
+            }
+            return Err(err);
         }
         let start = match self {
             Content::Empty if offset == 0 || append => Some((WriteMode::Truncate, 0)),
@@ -325,8 +323,10 @@ impl Content {
             return Ok(());
         }
         self.ensure_spool(ctx)?;
-        if let Content::Spool { file, size, dirty } = self {
-            if *size != new_size {
+        if let Content::Spool { file, size, dirty } = self
+            && *size != new_size
+        {
+            {
                 file.set_len(new_size).map_err(io_err)?;
                 *size = new_size;
                 *dirty = true;
