@@ -32,9 +32,15 @@ pub struct OpenFile {
     /// otherwise overwrite it), as `cp -p` does with futimens before close.
     pub pending_mtime: Mutex<Option<SystemTime>>,
     users: AtomicU64,
+    writers: AtomicU64,
 }
 
 impl OpenFile {
+    /// Handles open for writing on this inode.
+    pub fn writers(&self) -> u64 {
+        self.writers.load(Ordering::SeqCst)
+    }
+
     /// Recomputes `overlay` after `content` changed.
     pub fn refresh_overlay(&self, content: &Content) {
         let mut overlay = self.overlay.lock();
@@ -128,6 +134,7 @@ impl Handles {
                     version: AtomicU64::new(0),
                     pending_mtime: Mutex::new(None),
                     users: AtomicU64::new(0),
+                    writers: AtomicU64::new(0),
                 })
             })
             .clone();
@@ -153,15 +160,16 @@ impl Handles {
     /// Registers a file handle.
     pub fn add_file(&self, ino: Ino, flags: i32, file: Arc<OpenFile>) -> Fh {
         let fh = self.next_fh();
-        self.files.lock().insert(
-            fh,
-            Arc::new(FileHandle {
-                ino,
-                flags,
-                file,
-                reader: Mutex::new(None),
-            }),
-        );
+        let handle = FileHandle {
+            ino,
+            flags,
+            file,
+            reader: Mutex::new(None),
+        };
+        if handle.writable() {
+            handle.file.writers.fetch_add(1, Ordering::SeqCst);
+        }
+        self.files.lock().insert(fh, Arc::new(handle));
         fh
     }
 
@@ -172,7 +180,11 @@ impl Handles {
 
     /// Removes and returns the file handle `fh`.
     pub fn remove_file(&self, fh: Fh) -> Option<Arc<FileHandle>> {
-        self.files.lock().remove(&fh)
+        let handle = self.files.lock().remove(&fh)?;
+        if handle.writable() {
+            handle.file.writers.fetch_sub(1, Ordering::SeqCst);
+        }
+        Some(handle)
     }
 
     /// Registers a directory handle.

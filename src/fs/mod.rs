@@ -429,9 +429,10 @@ impl Filesystem {
                 self.with_ctx(&of, Some(path), |ctx| content.truncate(ctx, size))?;
                 of.refresh_overlay(&content);
             }
-            // With no handle open, nothing else will upload it: do it now. Otherwise the
-            // handles' flush/release uploads it with their writes.
-            if of.users() == 1 {
+            // With no handle open for writing (plain `truncate`, or another process while
+            // this file is open read-only), upload now. Otherwise the writers' flush/release
+            // uploads it together with their writes.
+            if of.writers() == 0 {
                 self.commit(&of)?;
             }
             Ok(())
@@ -715,6 +716,16 @@ impl Filesystem {
             if existing.kind == EntryKind::Dir {
                 return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
             }
+            // The kernel's negative entry was stale: open the existing file as open(2)
+            // would without O_EXCL (truncating only with O_TRUNC).
+            let ino = self.inodes.lookup(&path);
+            return match self.open(ino, flags) {
+                Ok(reply) => Ok((self.attr(ino, &existing), reply)),
+                Err(e) => {
+                    self.inodes.forget(ino, 1);
+                    Err(e)
+                }
+            };
         }
         // Upload the empty file now: `touch` must create it, and other clients see it.
         self.discard_writes(&path);
@@ -892,12 +903,16 @@ impl Filesystem {
         }
         // Dropping the reader ends its stream in the background.
         h.reader.lock().take();
-        self.handles.release(&h.file);
+        // Upload before leaving the table, so getattr keeps seeing the local size until
+        // the server has it.
         let dirty = h.file.content.lock().is_dirty();
-        if dirty {
-            self.commit(&h.file).map_err(close_error)?;
-        }
-        Ok(())
+        let result = if dirty {
+            self.commit(&h.file).map_err(close_error)
+        } else {
+            Ok(())
+        };
+        self.handles.release(&h.file);
+        result
     }
 
     /// Opens a directory: takes a snapshot of its listing for stable readdir offsets.

@@ -831,6 +831,93 @@ fn two_handles_share_content() {
 }
 
 #[test]
+fn create_on_existing_file_opens_it() {
+    let (m, fs) = setup();
+    let _ = fs.lookup(ROOT_INO, n("f"));
+    m.put_file("/f", b"keep me");
+    // Our cached listing says "absent" but the server has it now... after the negative
+    // timeout; simulate the kernel calling create with a fresh listing.
+    let fs2 = Filesystem::new(Arc::new(m.clone()), opts());
+    let (a, h) = fs2
+        .create(ROOT_INO, n("f"), 0o644, libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    assert_eq!(a.size, 7);
+    fs2.release(a.ino, h.fh).unwrap();
+    assert_eq!(m.file("/f").unwrap(), b"keep me");
+    assert_eq!(
+        fs2.create(
+            ROOT_INO,
+            n("f"),
+            0o644,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL
+        )
+        .unwrap_err()
+        .errno,
+        libc::EEXIST
+    );
+    let (a, h) = fs2
+        .create(
+            ROOT_INO,
+            n("f"),
+            0o644,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        )
+        .unwrap();
+    fs2.release(a.ino, h.fh).unwrap();
+    assert_eq!(m.file("/f").unwrap(), b"");
+    drop(fs);
+}
+
+#[test]
+fn truncate_by_another_process_while_open_read_only() {
+    let (m, fs) = setup();
+    m.put_file("/f", b"0123456789");
+    let f = fs.lookup(ROOT_INO, n("f")).unwrap();
+    let r = fs.open(f.ino, libc::O_RDONLY).unwrap();
+    fs.setattr(
+        f.ino,
+        SetAttr {
+            size: Some(4),
+            ..SetAttr::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(m.file("/f").unwrap(), b"0123");
+    assert_eq!(fs.read(f.ino, r.fh, 0, 100).unwrap(), b"0123");
+    fs.release(f.ino, r.fh).unwrap();
+}
+
+#[test]
+fn enospc_during_stream_is_reported() {
+    let m = MemoryRemote::new();
+    let f = Arc::new(FaultyRemote::new(m.clone()));
+    let fs = Filesystem::new(f.clone(), opts());
+    let (attr, h) = fs
+        .create(ROOT_INO, n("f"), 0o644, libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    f.break_writes_after(Some(10_000));
+    f.finish_error(Some(RemoteErrorKind::NoSpace));
+    let chunk = data(4096, 1);
+    let mut err = None;
+    for i in 0..100u64 {
+        if let Err(e) = fs.write(attr.ino, h.fh, i * 4096, &chunk) {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = err.unwrap_or_else(|| fs.flush(attr.ino, h.fh).unwrap_err());
+    assert_eq!(err.errno, libc::ENOSPC);
+    let _ = fs.release(attr.ino, h.fh);
+    assert!(!m.exists("/f"));
+}
+
+#[test]
+fn filesystem_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Filesystem>();
+}
+
+#[test]
 fn statfs_is_large() {
     let (_, fs) = setup();
     let s = fs.statfs();

@@ -61,8 +61,16 @@ impl Upload {
             .name("ftpfs-upload".into())
             .spawn(move || {
                 for chunk in rx {
-                    // Returning drops `rx` (later sends fail fast) and the stream (aborts).
-                    stream.write_all(&chunk).map_err(RemoteError::from_io)?;
+                    // Returning drops `rx`, so later sends fail fast.
+                    if let Err(e) = stream.write_all(&chunk) {
+                        let err = RemoteError::from_io(e);
+                        // The server's reply says why the data connection broke (552 disk
+                        // full, 550 denied...), which beats a bare "connection reset".
+                        return match stream.finish() {
+                            Err(verdict) if verdict.kind != RemoteErrorKind::Io => Err(verdict),
+                            _ => Err(err),
+                        };
+                    }
                 }
                 if aborted.load(Ordering::SeqCst) {
                     // Dropping the stream aborts the transfer.

@@ -189,15 +189,14 @@ impl WriteStream for BreakingWriter {
     fn finish(self: Box<Self>) -> RemoteResult<()> {
         // The server keeps whatever arrived, then reports the failure.
         self.inner.finish()?;
-        if self.broken {
-            return Err(RemoteError::new(
+        // An injected verdict wins: it is the server's reason for a broken transfer.
+        match (self.finish_error, self.broken) {
+            (Some(kind), _) => Err(RemoteError::new(kind, "injected: finish failed")),
+            (None, true) => Err(RemoteError::new(
                 RemoteErrorKind::Io,
                 "injected: upload broken",
-            ));
-        }
-        match self.finish_error {
-            Some(kind) => Err(RemoteError::new(kind, "injected: finish failed")),
-            None => Ok(()),
+            )),
+            (None, false) => Ok(()),
         }
     }
 }
