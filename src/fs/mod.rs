@@ -4,6 +4,21 @@
 //! threads at once. No global lock is held across a remote call: the inode table, the cache
 //! and the handle table lock briefly; remote calls happen under per-file or per-directory
 //! locks only, so a slow transfer never blocks lookups or other files.
+//!
+//! Notes for the adapter:
+//! - Errors carry their errno (`FsError::errno`): reply with it as is.
+//! - `lookup`, `create`, `mkdir` count one kernel lookup; `forget` undoes them.
+//!   `readdirplus` counts one per entry the callback accepted (not "." and ".."), so pass
+//!   it a closure that adds to fuser's `ReplyDirectoryPlus` and returns `add()`'s "full".
+//!   Plain `readdir` counts nothing; it returns at most `READDIR_BATCH` entries per call,
+//!   each with `offset = index + 1` (the kernel calls again with the last offset).
+//! - Entry and attribute TTL for replies: `attr_ttl()`. `OpenReply::keep_cache` maps to
+//!   FOPEN_KEEP_CACHE.
+//! - Requesting FUSE_ATOMIC_O_TRUNC is worthwhile: O_TRUNC then reaches `open`, which turns
+//!   `cp`/`>` onto an existing file into a single streaming upload instead of an empty
+//!   upload (truncate) followed by the real one.
+//! - `flush` is close(): it waits for the server and returns ENOSPC/EACCES/EIO; `release`
+//!   uploads anything still pending (its error can only be logged).
 
 pub mod cache;
 pub mod error;
