@@ -152,6 +152,11 @@ impl Handles {
         }
     }
 
+    /// The shared state of every open inode.
+    pub fn open_files(&self) -> Vec<Arc<OpenFile>> {
+        self.open.lock().values().cloned().collect()
+    }
+
     /// The shared state of `ino` if it is open.
     pub fn find(&self, ino: Ino) -> Option<Arc<OpenFile>> {
         self.open.lock().get(&ino).cloned()

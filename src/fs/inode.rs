@@ -108,13 +108,14 @@ impl InodeTable {
     }
 
     /// The kernel dropped `n` lookups of `ino`; the inode is freed when none remain.
-    pub fn forget(&self, ino: Ino, n: u64) {
+    /// Returns whether it was freed.
+    pub fn forget(&self, ino: Ino, n: u64) -> bool {
         if ino == ROOT_INO {
-            return;
+            return false;
         }
         let mut inner = self.inner.lock();
         let Some(node) = inner.nodes.get_mut(&ino) else {
-            return;
+            return false;
         };
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
@@ -125,7 +126,9 @@ impl InodeTable {
             {
                 inner.by_path.remove(&p);
             }
+            return true;
         }
+        false
     }
 
     /// Current kernel lookup count of `ino` (0 if unknown); for tests and diagnostics.
@@ -194,9 +197,9 @@ mod tests {
         let a = t.lookup("/a");
         assert_eq!(t.lookup("/a"), a);
         assert_eq!(t.lookup_count(a), 2);
-        t.forget(a, 1);
+        assert!(!t.forget(a, 1));
         assert_eq!(t.path(a).as_deref(), Some("/a"));
-        t.forget(a, 1);
+        assert!(t.forget(a, 1));
         assert_eq!(t.path(a), None);
         assert_ne!(t.lookup("/a"), a);
     }

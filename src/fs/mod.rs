@@ -401,7 +401,9 @@ impl Filesystem {
 
     /// The kernel forgets `nlookup` lookups of `ino`.
     pub fn forget(&self, ino: Ino, nlookup: u64) {
-        self.inodes.forget(ino, nlookup);
+        if self.inodes.forget(ino, nlookup) {
+            self.opened.lock().remove(&ino);
+        }
     }
 
     /// Attributes of `ino`.
@@ -610,12 +612,17 @@ impl Filesystem {
         if flags & libc::RENAME_NOREPLACE != 0 && target.is_some() {
             return Err(FsError::new(libc::EEXIST, format!("{to} exists")));
         }
-        // An upload in progress goes to the old name: complete it first, so the rename
-        // moves the finished file on every server.
-        if let Some(of) = self.inodes.find(&from).and_then(|i| self.handles.find(i))
-            && of.content.lock().is_streaming()
-        {
-            self.commit(&of).map_err(close_error)?;
+        // An upload in progress goes to the old name: complete it first (for the file or
+        // anything below the directory), so the rename moves finished files on every server.
+        let prefix = format!("{from}/");
+        for of in self.handles.open_files() {
+            let moving = self
+                .inodes
+                .path(of.ino)
+                .is_some_and(|p| p == from || p.starts_with(&prefix));
+            if moving && of.content.lock().is_streaming() {
+                self.commit(&of).map_err(close_error)?;
+            }
         }
         match self.remote.rename(&from, &to) {
             Ok(()) => {}

@@ -912,6 +912,55 @@ fn enospc_during_stream_is_reported() {
 }
 
 #[test]
+fn rename_dir_while_a_file_inside_streams() {
+    let (m, fs) = setup();
+    let d = fs.mkdir(ROOT_INO, n("d"), 0o755).unwrap();
+    let (a, h) = fs
+        .create(d.ino, n("f"), 0o644, libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    fs.write(a.ino, h.fh, 0, b"first ").unwrap();
+    fs.rename(ROOT_INO, n("d"), ROOT_INO, n("e"), 0).unwrap();
+    fs.write(a.ino, h.fh, 6, b"second").unwrap();
+    fs.release(a.ino, h.fh).unwrap();
+    assert_eq!(m.file("/e/f").unwrap(), b"first second");
+    assert!(!m.exists("/d"));
+}
+
+#[test]
+fn growing_a_stream_with_ftruncate_keeps_streaming() {
+    let (m, fs) = setup();
+    let (a, h) = fs
+        .create(ROOT_INO, n("sparse"), 0o644, libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    fs.write(a.ino, h.fh, 0, b"head").unwrap();
+    let attr = fs
+        .setattr(
+            a.ino,
+            SetAttr {
+                size: Some(3_000_000),
+                fh: Some(h.fh),
+                ..SetAttr::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(attr.size, 3_000_000);
+    assert!(
+        fs.handles
+            .find(a.ino)
+            .unwrap()
+            .content
+            .lock()
+            .is_streaming()
+    );
+    fs.release(a.ino, h.fh).unwrap();
+    let got = m.file("/sparse").unwrap();
+    assert_eq!(got.len(), 3_000_000);
+    assert_eq!(&got[..4], b"head");
+    assert!(got[4..].iter().all(|&b| b == 0));
+    assert_eq!(m.open_read_calls(), 0);
+}
+
+#[test]
 fn filesystem_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Filesystem>();
@@ -1019,9 +1068,18 @@ mod model {
         append: bool,
     }
 
-    fn run(steps: Vec<Step>) {
+    /// `variant`: 0 = defaults, 1 = caching off, 2 = a server without APPE/MFMT/CHMOD.
+    fn run(steps: Vec<Step>, variant: u8) {
         let m = MemoryRemote::new();
-        let fs = Filesystem::new(Arc::new(m.clone()), opts());
+        let mut o = opts();
+        if variant == 1 {
+            o.cache_timeout = Duration::ZERO;
+            o.negative_timeout = Duration::ZERO;
+        }
+        if variant == 2 {
+            m.set_capabilities(RemoteCapabilities::default());
+        }
+        let fs = Filesystem::new(Arc::new(m.clone()), o);
         // Model: name -> file id; id -> content.
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut contents: Vec<Vec<u8>> = Vec::new();
@@ -1214,8 +1272,8 @@ mod model {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
         #[test]
-        fn matches_model(steps in prop::collection::vec(step(), 1..30)) {
-            run(steps);
+        fn matches_model(steps in prop::collection::vec(step(), 1..30), variant in 0..3u8) {
+            run(steps, variant);
         }
     }
 }

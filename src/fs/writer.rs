@@ -322,10 +322,23 @@ impl Content {
     /// Sets the content's length (zero-filling when growing).
     pub fn truncate(&mut self, ctx: &Ctx<'_>, new_size: u64) -> RemoteResult<()> {
         if new_size == 0 {
-            if let Content::Stream(up) = std::mem::replace(self, Content::Empty) {
-                // The partial upload is superseded by the empty upload due now.
-                if let Err(e) = up.finish() {
-                    debug!("abandoned upload ended with {e}");
+            // A running upload is superseded by the empty upload due now.
+            self.discard();
+            *self = Content::Empty;
+            return Ok(());
+        }
+        if let Content::Stream(up) = self
+            && new_size >= up.pos
+        {
+            // Growing a sequential upload (cp of a sparse file ends with ftruncate): the
+            // zeros are simply more sequential data.
+            let zeros = vec![0u8; COPY_CHUNK];
+            while up.pos < new_size {
+                let n =
+                    usize::try_from(new_size - up.pos).map_or(COPY_CHUNK, |n| n.min(COPY_CHUNK));
+                if !up.send(&zeros[..n]) {
+                    // The upload failed: report why through the next write or commit.
+                    break;
                 }
             }
             return Ok(());
@@ -334,11 +347,9 @@ impl Content {
         if let Content::Spool { file, size, dirty } = self
             && *size != new_size
         {
-            {
-                file.set_len(new_size).map_err(io_err)?;
-                *size = new_size;
-                *dirty = true;
-            }
+            file.set_len(new_size).map_err(io_err)?;
+            *size = new_size;
+            *dirty = true;
         }
         Ok(())
     }
