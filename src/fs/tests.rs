@@ -1017,6 +1017,9 @@ mod model {
             from: usize,
             to: usize,
         },
+        Unlink {
+            file: usize,
+        },
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -1057,6 +1060,7 @@ mod model {
             (0..4usize).prop_map(|handle| Step::Close { handle }),
             (0..4usize).prop_map(|handle| Step::Flush { handle }),
             (0..3usize, 0..3usize).prop_map(|(from, to)| Step::Rename { from, to }),
+            (0..3usize).prop_map(|file| Step::Unlink { file }),
         ]
     }
 
@@ -1226,6 +1230,17 @@ mod model {
                     let id = names.remove(from).unwrap_or_default();
                     names.insert(to, id);
                 }
+                Step::Unlink { file } => {
+                    let name = NAMES[file];
+                    if names.remove(name).is_some() {
+                        fs.unlink(ROOT_INO, n(name)).unwrap();
+                    } else {
+                        assert_eq!(
+                            fs.unlink(ROOT_INO, n(name)).unwrap_err().errno,
+                            libc::ENOENT
+                        );
+                    }
+                }
             }
             // After every step: sizes and contents as seen through the mount.
             for name in NAMES {
@@ -1272,7 +1287,7 @@ mod model {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
         #[test]
-        fn matches_model(steps in prop::collection::vec(step(), 1..30), variant in 0..3u8) {
+        fn matches_model(steps in prop::collection::vec(step(), 1..50), variant in 0..3u8) {
             run(steps, variant);
         }
     }
