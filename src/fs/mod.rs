@@ -54,22 +54,32 @@ pub const NAME_MAX: usize = 255;
 /// What kind of object an inode is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
 }
 
 /// Attributes of an inode, as the kernel wants them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attr {
+    /// Inode number.
     pub ino: Ino,
+    /// File, directory or symlink.
     pub kind: FileKind,
+    /// Size in bytes (local size while writes are pending).
     pub size: u64,
+    /// Modification time (also reported as atime and ctime by the adapter).
     pub mtime: SystemTime,
     /// Permission bits (0o7777 mask), umask applied.
     pub perm: u16,
+    /// Link count: 2 for directories, 1 otherwise.
     pub nlink: u32,
+    /// Owner (the mount's uid option).
     pub uid: u32,
+    /// Group (the mount's gid option).
     pub gid: u32,
 }
 
@@ -120,39 +130,56 @@ impl Default for FsOptions {
 /// Reply to open/create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenReply {
+    /// The new handle.
     pub fh: Fh,
     /// The kernel may keep its page cache (size and mtime unchanged since the last open).
     pub keep_cache: bool,
+    /// Bypass the page cache (FOPEN_DIRECT_IO); always false for now.
     pub direct_io: bool,
 }
 
 /// One readdir entry (with full attributes, so readdirplus can use it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
+    /// Inode number of the entry.
     pub ino: Ino,
+    /// Its name ("." and ".." included).
     pub name: String,
+    /// Its attributes.
     pub attr: Attr,
 }
 
 /// The changes of a setattr request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetAttr {
+    /// New size (truncate).
     pub size: Option<u64>,
+    /// New modification time.
     pub mtime: Option<SystemTime>,
+    /// New permission bits.
     pub mode: Option<u32>,
+    /// The handle, for ftruncate/futimens (the change applies per inode either way).
     pub fh: Option<Fh>,
 }
 
 /// Reply to statfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Statfs {
+    /// Total blocks of `frsize` bytes.
     pub blocks: u64,
+    /// Free blocks.
     pub bfree: u64,
+    /// Free blocks for unprivileged users.
     pub bavail: u64,
+    /// Total inodes.
     pub files: u64,
+    /// Free inodes.
     pub ffree: u64,
+    /// Preferred I/O size.
     pub bsize: u32,
+    /// Longest name.
     pub namelen: u32,
+    /// Fragment (block) size.
     pub frsize: u32,
 }
 

@@ -126,8 +126,15 @@ pub enum Content {
     Empty,
     /// Sequential upload in progress.
     Stream(Upload),
-    /// Whole content in a temporary file; `dirty` when it differs from the server.
-    Spool { file: File, size: u64, dirty: bool },
+    /// Whole content in a temporary file.
+    Spool {
+        /// The temporary file (deleted by the OS when dropped).
+        file: File,
+        /// Content length in bytes.
+        size: u64,
+        /// Whether it differs from the server's file.
+        dirty: bool,
+    },
 }
 
 /// What a writer needs to reach the server.

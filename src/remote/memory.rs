@@ -17,15 +17,25 @@ use super::{
 /// The operations of `Remote`, used to count calls and to target injected faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
+    /// `Remote::list`.
     List,
+    /// `Remote::stat`.
     Stat,
+    /// `Remote::open_read`.
     OpenRead,
+    /// `Remote::open_write`.
     OpenWrite,
+    /// `Remote::delete`.
     Delete,
+    /// `Remote::mkdir`.
     Mkdir,
+    /// `Remote::rmdir`.
     Rmdir,
+    /// `Remote::rename`.
     Rename,
+    /// `Remote::set_mtime`.
     SetMtime,
+    /// `Remote::chmod`.
     Chmod,
 }
 
