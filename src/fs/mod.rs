@@ -435,7 +435,24 @@ impl Filesystem {
 
     /// Attributes of `ino`.
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
-        let path = self.path_of(ino)?;
+        let Some(path) = self.inodes.path(ino) else {
+            // fstat() of a file unlinked while open: describe what the handles hold.
+            let of = self
+                .handles
+                .find(ino)
+                .ok_or_else(|| FsError::not_found(format!("inode {ino} is not known")))?;
+            let size = (*of.overlay.lock()).map_or(0, |(size, _)| size);
+            return Ok(self.attr(
+                ino,
+                &Entry {
+                    name: String::new(),
+                    kind: EntryKind::File,
+                    size,
+                    mtime: None,
+                    mode: None,
+                },
+            ));
+        };
         let entry = self.entry(&path)?;
         Ok(self.attr(ino, &entry))
     }

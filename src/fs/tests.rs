@@ -629,6 +629,8 @@ fn unlink_while_streaming_does_not_resurrect() {
         .unwrap();
     fs.write(attr.ino, h.fh, 0, b"data").unwrap();
     fs.unlink(ROOT_INO, n("f")).unwrap();
+    // fstat on the open descriptor still works.
+    assert_eq!(fs.getattr(attr.ino).unwrap().kind, FileKind::File);
     let _ = fs.release(attr.ino, h.fh);
     assert!(!m.exists("/f"));
 }
@@ -958,6 +960,36 @@ fn growing_a_stream_with_ftruncate_keeps_streaming() {
     assert_eq!(&got[..4], b"head");
     assert!(got[4..].iter().all(|&b| b == 0));
     assert_eq!(m.open_read_calls(), 0);
+}
+
+#[test]
+fn large_sequential_read_is_fast_enough() {
+    // Guards against accidental quadratic copying in the read-ahead buffer.
+    let (m, fs) = setup();
+    let d = data(64 << 20, 4);
+    m.put_file("/big", &d);
+    let f = fs.lookup(ROOT_INO, n("big")).unwrap();
+    let h = fs.open(f.ino, libc::O_RDONLY).unwrap();
+    let started = std::time::Instant::now();
+    let mut off = 0u64;
+    let mut same = true;
+    loop {
+        let got = fs.read(f.ino, h.fh, off, 1 << 20).unwrap();
+        same &= got == d[off as usize..off as usize + got.len()];
+        off += got.len() as u64;
+        if got.len() < 1 << 20 {
+            break;
+        }
+    }
+    assert!(same);
+    assert_eq!(off, d.len() as u64);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    eprintln!("64 MiB read in {:?}", started.elapsed());
+    fs.release(f.ino, h.fh).unwrap();
 }
 
 #[test]
