@@ -381,7 +381,7 @@ mod tests {
         let d = data(4_000_000);
         m.put_file("/f", &d);
         let mut r = Reader::new(Arc::new(m.clone()), "/f".into(), 256 << 10);
-        r.set_idle_close(Duration::from_millis(50));
+        r.set_idle_close(Duration::from_millis(500));
         // Pairs of 128 KiB reads swapped, as parallel kernel readahead delivers them.
         let k = 131_072u64;
         assert!(r.read(0, k as usize).unwrap() == d[..k as usize]);
@@ -392,7 +392,7 @@ mod tests {
             }
         }
         assert_eq!(m.open_read_calls(), 1);
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(1500));
         // The idle stream was closed; reading on reopens once, data still right.
         let off = 15 * k;
         assert!(r.read(off, 3_000_000).unwrap() == d[off as usize..]);

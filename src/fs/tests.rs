@@ -152,7 +152,7 @@ fn negative_entries_expire_sooner() {
     let fs = Filesystem::new(
         Arc::new(m.clone()),
         FsOptions {
-            negative_timeout: Duration::from_millis(100),
+            negative_timeout: Duration::from_millis(500),
             ..opts()
         },
     );
@@ -160,7 +160,7 @@ fn negative_entries_expire_sooner() {
     m.put_file("/x", b"1");
     assert_eq!(fs.lookup(ROOT_INO, n("x")).unwrap_err().errno, libc::ENOENT);
     assert_eq!(m.list_calls(), 1);
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(600));
     assert_eq!(fs.lookup(ROOT_INO, n("x")).unwrap().size, 1);
     assert_eq!(m.list_calls(), 2);
 }
