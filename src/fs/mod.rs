@@ -1,1 +1,1107 @@
 //! The filesystem core: plain methods returning Result, tested without FUSE.
+//!
+//! `Filesystem` is what the FUSE adapter calls, one method per request, from many worker
+//! threads at once. No global lock is held across a remote call: the inode table, the cache
+//! and the handle table lock briefly; remote calls happen under per-file or per-directory
+//! locks only, so a slow transfer never blocks lookups or other files.
+//!
+//! Notes for the adapter:
+//! - Errors carry their errno (`FsError::errno`): reply with it as is.
+//! - `lookup`, `create`, `mkdir` count one kernel lookup; `forget` undoes them.
+//!   `readdirplus` counts one per entry the callback accepted (not "." and ".."), so pass
+//!   it a closure that adds to fuser's `ReplyDirectoryPlus` and returns `add()`'s "full".
+//!   Plain `readdir` counts nothing; it returns at most `READDIR_BATCH` entries per call,
+//!   each with `offset = index + 1` (the kernel calls again with the last offset).
+//! - Entry and attribute TTL for replies: `attr_ttl()`. `OpenReply::keep_cache` maps to
+//!   FOPEN_KEEP_CACHE.
+//! - Requesting FUSE_ATOMIC_O_TRUNC is worthwhile: O_TRUNC then reaches `open`, which turns
+//!   `cp`/`>` onto an existing file into a single streaming upload instead of an empty
+//!   upload (truncate) followed by the real one.
+//! - `flush` is close(): it waits for the server and returns ENOSPC/EACCES/EIO; `release`
+//!   uploads anything still pending (its error can only be logged).
+
+pub mod cache;
+pub mod error;
+pub mod handle;
+pub mod inode;
+pub mod reader;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use log::debug;
+use parking_lot::Mutex;
+
+use crate::remote::{Entry, EntryKind, Remote, RemoteErrorKind, WriteMode};
+use cache::{DirCache, Listing};
+pub use error::{FsError, FsResult};
+pub use handle::Fh;
+use handle::{DirHandle, Handles, OpenFile};
+use inode::InodeTable;
+pub use inode::{Ino, ROOT_INO};
+use reader::Reader;
+use writer::{Content, Ctx};
+
+/// How many entries one `readdir` call returns at most (the kernel asks again for more).
+pub const READDIR_BATCH: usize = 256;
+/// Longest name a component may have, in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// What kind of object an inode is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// Attributes of an inode, as the kernel wants them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: Ino,
+    /// File, directory or symlink.
+    pub kind: FileKind,
+    /// Size in bytes (local size while writes are pending).
+    pub size: u64,
+    /// Modification time (also reported as atime and ctime by the adapter).
+    pub mtime: SystemTime,
+    /// Permission bits (0o7777 mask), umask applied.
+    pub perm: u16,
+    /// Link count: 2 for directories, 1 otherwise.
+    pub nlink: u32,
+    /// Owner (the mount's uid option).
+    pub uid: u32,
+    /// Group (the mount's gid option).
+    pub gid: u32,
+}
+
+/// Mount options the core needs.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    /// How long listings and attributes are trusted, here and by the kernel; zero = off.
+    pub cache_timeout: Duration,
+    /// How long a name missing from a listing is trusted to be absent.
+    pub negative_timeout: Duration,
+    /// Owner shown for every file.
+    pub uid: u32,
+    /// Group shown for every file.
+    pub gid: u32,
+    /// Bits removed from every mode shown.
+    pub umask: u32,
+    /// Refuse every mutation with EROFS.
+    pub read_only: bool,
+    /// Mode of directories whose listing gives none (before umask).
+    pub dir_mode: u16,
+    /// Mode of files whose listing gives none (before umask).
+    pub file_mode: u16,
+    /// Largest read-ahead window per reader, in bytes.
+    pub read_ahead_max: usize,
+    /// Byte budget of a streaming upload's queue.
+    pub write_buffer: usize,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        // SAFETY: getuid/getgid cannot fail and touch no memory.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        FsOptions {
+            cache_timeout: Duration::from_secs(5),
+            negative_timeout: Duration::from_secs(1),
+            uid,
+            gid,
+            umask: 0o022,
+            read_only: false,
+            dir_mode: 0o755,
+            file_mode: 0o644,
+            read_ahead_max: 8 << 20,
+            write_buffer: 4 << 20,
+        }
+    }
+}
+
+/// Reply to open/create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenReply {
+    /// The new handle.
+    pub fh: Fh,
+    /// The kernel may keep its page cache (size and mtime unchanged since the last open).
+    pub keep_cache: bool,
+    /// Bypass the page cache (FOPEN_DIRECT_IO); always false for now.
+    pub direct_io: bool,
+}
+
+/// One readdir entry (with full attributes, so readdirplus can use it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Inode number of the entry.
+    pub ino: Ino,
+    /// Its name ("." and ".." included).
+    pub name: String,
+    /// Its attributes.
+    pub attr: Attr,
+}
+
+/// The changes of a setattr request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// New size (truncate).
+    pub size: Option<u64>,
+    /// New modification time.
+    pub mtime: Option<SystemTime>,
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// The handle, for ftruncate/futimens (the change applies per inode either way).
+    pub fh: Option<Fh>,
+}
+
+/// Reply to statfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Statfs {
+    /// Total blocks of `frsize` bytes.
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Free blocks for unprivileged users.
+    pub bavail: u64,
+    /// Total inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Preferred I/O size.
+    pub bsize: u32,
+    /// Longest name.
+    pub namelen: u32,
+    /// Fragment (block) size.
+    pub frsize: u32,
+}
+
+/// The filesystem core over a `Remote`. Send + Sync; every method takes &self.
+pub struct Filesystem {
+    remote: Arc<dyn Remote>,
+    opts: FsOptions,
+    inodes: InodeTable,
+    cache: DirCache,
+    handles: Handles,
+    /// (size, mtime) of each file when it was last opened, to decide keep_cache.
+    opened: Mutex<HashMap<Ino, (u64, SystemTime)>>,
+    mount_time: SystemTime,
+}
+
+/// Checks a name from the kernel before it goes anywhere near the server.
+fn check_name(name: &OsStr) -> FsResult<&str> {
+    let name = name
+        .to_str()
+        .ok_or_else(|| FsError::invalid("name is not UTF-8"))?;
+    if name.len() > NAME_MAX {
+        return Err(FsError::new(libc::ENAMETOOLONG, "name too long"));
+    }
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0', '\r', '\n']) {
+        return Err(FsError::invalid(format!("invalid name {name:?}")));
+    }
+    Ok(name)
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// (parent, name) of a path other than "/".
+fn split(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(0) => ("/", &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("/", path),
+    }
+}
+
+/// The errno flush/fsync/close report: programs understand these three.
+fn close_error(e: FsError) -> FsError {
+    match e.errno {
+        libc::ENOSPC | libc::EACCES | libc::EIO => e,
+        _ => FsError::io(e.message),
+    }
+}
+
+impl Filesystem {
+    /// A filesystem over `remote`.
+    pub fn new(remote: Arc<dyn Remote>, opts: FsOptions) -> Self {
+        Filesystem {
+            remote,
+            cache: DirCache::new(opts.cache_timeout),
+            opts,
+            inodes: InodeTable::new(),
+            handles: Handles::new(),
+            opened: Mutex::new(HashMap::new()),
+            mount_time: SystemTime::now(),
+        }
+    }
+
+    /// How long the kernel may cache attributes and entries (= cache_timeout).
+    pub fn attr_ttl(&self) -> Duration {
+        self.opts.cache_timeout
+    }
+
+    /// The inode table (for the adapter's diagnostics and tests).
+    pub fn inodes(&self) -> &InodeTable {
+        &self.inodes
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.opts.read_only {
+            Err(FsError::read_only())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn path_of(&self, ino: Ino) -> FsResult<String> {
+        self.inodes
+            .path(ino)
+            .ok_or_else(|| FsError::not_found(format!("inode {ino} is not known")))
+    }
+
+    /// Runs `f` with a writer context for `of` at `path`; uploads update the cache.
+    fn with_ctx<R>(&self, of: &OpenFile, path: Option<&str>, f: impl FnOnce(&Ctx<'_>) -> R) -> R {
+        let hook = |size: u64| {
+            if let Some(p) = path {
+                self.uploaded(of, p, size);
+            }
+        };
+        f(&Ctx {
+            remote: &self.remote,
+            path,
+            write_buffer: self.opts.write_buffer,
+            on_upload: &hook,
+        })
+    }
+
+    /// Records a completed upload of `size` bytes to `path`.
+    fn uploaded(&self, of: &OpenFile, path: &str, size: u64) {
+        of.version.fetch_add(1, Ordering::SeqCst);
+        self.opened.lock().remove(&of.ino);
+        let (parent, name) = split(path);
+        let mut entry = Entry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size,
+            mtime: Some(SystemTime::now()),
+            mode: None,
+        };
+        self.cache.update(parent, |l| {
+            if let Some(old) = l.get(name) {
+                entry.mode = old.mode;
+            }
+            l.insert(name.to_string(), entry);
+        });
+    }
+
+    /// The listing of `dir`, from the cache if younger than `max_age`.
+    fn listing(&self, dir: &str, max_age: Duration) -> FsResult<(Arc<Listing>, Instant)> {
+        Ok(self.cache.listing(dir, max_age, || self.remote.list(dir))?)
+    }
+
+    /// What the server (as cached) says about `path`; ENOENT if absent.
+    fn entry(&self, path: &str) -> FsResult<Entry> {
+        if path == "/" {
+            return Ok(Entry {
+                name: "/".into(),
+                kind: EntryKind::Dir,
+                size: 0,
+                mtime: Some(self.mount_time),
+                mode: None,
+            });
+        }
+        let (parent, name) = split(path);
+        let started = Instant::now();
+        let (listing, fetched) = self.listing(parent, self.opts.cache_timeout)?;
+        if let Some(e) = listing.get(name) {
+            return Ok(e.clone());
+        }
+        // A cached absence is trusted only for the (shorter) negative timeout.
+        if fetched < started && fetched.elapsed() >= self.opts.negative_timeout {
+            let (listing, _) = self.listing(parent, self.opts.negative_timeout)?;
+            if let Some(e) = listing.get(name) {
+                return Ok(e.clone());
+            }
+        }
+        Err(FsError::not_found(path))
+    }
+
+    /// Attributes of `ino` from a listing entry, with pending local writes applied.
+    fn attr(&self, ino: Ino, e: &Entry) -> Attr {
+        let (kind, default_mode) = match e.kind {
+            EntryKind::File => (FileKind::File, self.opts.file_mode),
+            EntryKind::Dir => (FileKind::Dir, self.opts.dir_mode),
+            EntryKind::Symlink { .. } => (FileKind::Symlink, 0o777),
+        };
+        let mut perm = e.mode.map_or(u32::from(default_mode), |m| m & 0o7777);
+        if kind != FileKind::Symlink {
+            perm &= !self.opts.umask;
+            if self.opts.read_only {
+                perm &= !0o222;
+            }
+        }
+        let size = match &e.kind {
+            EntryKind::Dir => 4096,
+            EntryKind::Symlink { target: Some(t) } => t.len() as u64,
+            _ => e.size,
+        };
+        let mut attr = Attr {
+            ino,
+            kind,
+            size,
+            mtime: e.mtime.unwrap_or(self.mount_time),
+            perm: (perm & 0o7777) as u16,
+            nlink: if kind == FileKind::Dir { 2 } else { 1 },
+            uid: self.opts.uid,
+            gid: self.opts.gid,
+        };
+        if kind == FileKind::File
+            && let Some(of) = self.handles.find(ino)
+            && let Some((size, mtime)) = *of.overlay.lock()
+        {
+            attr.size = size;
+            attr.mtime = mtime;
+        }
+        attr
+    }
+
+    fn dir_attr(&self, ino: Ino) -> Attr {
+        self.attr(
+            ino,
+            &Entry {
+                name: ".".into(),
+                kind: EntryKind::Dir,
+                size: 0,
+                mtime: Some(self.mount_time),
+                mode: None,
+            },
+        )
+    }
+
+    /// Applies `f` to `path`'s entry in its parent's cached listing.
+    fn update_entry(&self, path: &str, f: impl FnOnce(&mut Entry)) {
+        let (parent, name) = split(path);
+        self.cache.update(parent, |l| {
+            if let Some(e) = l.get_mut(name) {
+                f(e);
+            }
+        });
+    }
+
+    /// Adds (or replaces) `path`'s entry in its parent's cached listing.
+    fn insert_entry(&self, path: &str, mut entry: Entry) {
+        let (parent, name) = split(path);
+        entry.name = name.to_string();
+        self.cache.update(parent, |l| {
+            l.insert(name.to_string(), entry);
+        });
+    }
+
+    fn remove_entry(&self, path: &str) {
+        let (parent, name) = split(path);
+        self.cache.update(parent, |l| {
+            l.remove(name);
+        });
+    }
+
+    /// Looks `name` up in `parent`; counts one kernel lookup on success.
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
+        let name = check_name(name)?;
+        let path = join(&self.path_of(parent)?, name);
+        let entry = self.entry(&path)?;
+        let ino = self.inodes.lookup(&path);
+        Ok(self.attr(ino, &entry))
+    }
+
+    /// The kernel forgets `nlookup` lookups of `ino`.
+    pub fn forget(&self, ino: Ino, nlookup: u64) {
+        if self.inodes.forget(ino, nlookup) {
+            self.opened.lock().remove(&ino);
+        }
+    }
+
+    /// Attributes of `ino`.
+    pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        let Some(path) = self.inodes.path(ino) else {
+            // fstat() of a file unlinked while open: describe what the handles hold.
+            let of = self
+                .handles
+                .find(ino)
+                .ok_or_else(|| FsError::not_found(format!("inode {ino} is not known")))?;
+            let size = (*of.overlay.lock()).map_or(0, |(size, _)| size);
+            return Ok(self.attr(
+                ino,
+                &Entry {
+                    name: String::new(),
+                    kind: EntryKind::File,
+                    size,
+                    mtime: None,
+                    mode: None,
+                },
+            ));
+        };
+        let entry = self.entry(&path)?;
+        Ok(self.attr(ino, &entry))
+    }
+
+    /// Changes size (truncate), mode and/or mtime, in that order.
+    pub fn setattr(&self, ino: Ino, changes: SetAttr) -> FsResult<Attr> {
+        if changes.size.is_some() || changes.mode.is_some() || changes.mtime.is_some() {
+            self.check_writable()?;
+        }
+        let path = self.path_of(ino)?;
+        if let Some(size) = changes.size {
+            self.truncate(ino, &path, size)?;
+        }
+        if let Some(mode) = changes.mode {
+            match self.remote.chmod(&path, mode & 0o7777) {
+                Ok(()) => {}
+                Err(e) if e.kind == RemoteErrorKind::NotSupported => {
+                    debug!("chmod {path}: not supported by the server; kept locally");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.update_entry(&path, |e| e.mode = Some(mode & 0o7777));
+        }
+        if let Some(mtime) = changes.mtime {
+            self.set_mtime(ino, &path, mtime)?;
+        }
+        self.getattr(ino)
+    }
+
+    fn truncate(&self, ino: Ino, path: &str, size: u64) -> FsResult<()> {
+        let of = self.handles.acquire(ino);
+        let result = (|| {
+            {
+                let mut content = of.content.lock();
+                self.with_ctx(&of, Some(path), |ctx| content.truncate(ctx, size))?;
+                of.refresh_overlay(&content);
+            }
+            // With no handle open for writing (plain `truncate`, or another process while
+            // this file is open read-only), upload now. Otherwise the writers' flush/release
+            // uploads it together with their writes.
+            if of.writers() == 0 {
+                self.commit(&of)?;
+            }
+            Ok(())
+        })();
+        self.handles.release(&of);
+        result
+    }
+
+    fn set_mtime(&self, ino: Ino, path: &str, mtime: SystemTime) -> FsResult<()> {
+        if let Some(of) = self.handles.find(ino) {
+            let content = of.content.lock();
+            if content.is_dirty() {
+                // The upload at close would overwrite it: apply after the upload.
+                *of.pending_mtime.lock() = Some(mtime);
+                of.refresh_overlay(&content);
+                return Ok(());
+            }
+        }
+        match self.remote.set_mtime(path, mtime) {
+            Ok(()) => {}
+            Err(e) if e.kind == RemoteErrorKind::NotSupported => {
+                debug!("set mtime of {path}: not supported by the server; kept locally");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.update_entry(path, |e| e.mtime = Some(mtime));
+        self.opened.lock().remove(&ino);
+        Ok(())
+    }
+
+    /// Target of the symlink `ino`; EINVAL if not a symlink or the target is unknown.
+    pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        let path = self.path_of(ino)?;
+        match self.entry(&path)?.kind {
+            EntryKind::Symlink { target: Some(t) } => Ok(t.into_bytes()),
+            _ => Err(FsError::invalid(format!("{path}: no known symlink target"))),
+        }
+    }
+
+    /// Creates a directory; counts one kernel lookup.
+    pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32) -> FsResult<Attr> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        let path = join(&self.path_of(parent)?, name);
+        self.remote.mkdir(&path)?;
+        let perm = mode & 0o7777;
+        let mut shown = None;
+        if perm != u32::from(self.opts.dir_mode) && self.remote.capabilities().chmod {
+            match self.remote.chmod(&path, perm) {
+                Ok(()) => shown = Some(perm),
+                Err(e) => debug!("chmod {path}: {e}"),
+            }
+        }
+        let entry = Entry {
+            name: name.into(),
+            kind: EntryKind::Dir,
+            size: 0,
+            mtime: Some(SystemTime::now()),
+            mode: shown,
+        };
+        self.insert_entry(&path, entry.clone());
+        // A new directory is empty: no need to list it.
+        self.cache.insert(&path, Listing::new());
+        let ino = self.inodes.lookup(&path);
+        Ok(self.attr(ino, &entry))
+    }
+
+    /// Aborts pending writes of the file at `path` (it is being removed or replaced).
+    fn discard_writes(&self, path: &str) {
+        if let Some(of) = self.inodes.find(path).and_then(|i| self.handles.find(i)) {
+            let mut content = of.content.lock();
+            content.discard();
+            of.refresh_overlay(&content);
+        }
+    }
+
+    /// The file or directory at `path` is gone: forget it everywhere.
+    fn forget_path(&self, path: &str) {
+        if let Some(ino) = self.inodes.find(path) {
+            self.opened.lock().remove(&ino);
+        }
+        self.remove_entry(path);
+        self.cache.invalidate_tree(path);
+        self.inodes.remove_path(path);
+    }
+
+    /// Removes a file.
+    pub fn unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        let path = join(&self.path_of(parent)?, name);
+        if let Ok(e) = self.entry(&path)
+            && e.kind == EntryKind::Dir
+        {
+            return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
+        }
+        self.discard_writes(&path);
+        let result = self.remote.delete(&path);
+        match result {
+            Ok(()) => {
+                self.forget_path(&path);
+                Ok(())
+            }
+            Err(e) => {
+                if e.kind == RemoteErrorKind::NotFound {
+                    self.forget_path(&path);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Removes an empty directory (ENOTEMPTY otherwise).
+    pub fn rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        let path = join(&self.path_of(parent)?, name);
+        let entry = self.entry(&path)?;
+        if entry.kind != EntryKind::Dir {
+            return Err(FsError::new(
+                libc::ENOTDIR,
+                format!("{path}: not a directory"),
+            ));
+        }
+        let (listing, _) = self.listing(&path, self.opts.cache_timeout)?;
+        if !listing.is_empty() {
+            return Err(FsError::new(libc::ENOTEMPTY, format!("{path}: not empty")));
+        }
+        self.remote.rmdir(&path)?;
+        self.forget_path(&path);
+        Ok(())
+    }
+
+    /// Renames, replacing an existing target like rename(2) (RENAME_NOREPLACE: EEXIST if
+    /// the target exists; RENAME_EXCHANGE is not supported: EINVAL).
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        let new_name = check_name(new_name)?;
+        if flags & !libc::RENAME_NOREPLACE != 0 {
+            return Err(FsError::invalid("unsupported rename flags"));
+        }
+        let from = join(&self.path_of(parent)?, name);
+        let to = join(&self.path_of(new_parent)?, new_name);
+        if from == to {
+            return Ok(());
+        }
+        if to.starts_with(&format!("{from}/")) {
+            return Err(FsError::invalid("cannot move a directory into itself"));
+        }
+        let src = self.entry(&from)?;
+        let target = self.entry(&to).ok();
+        if flags & libc::RENAME_NOREPLACE != 0 && target.is_some() {
+            return Err(FsError::new(libc::EEXIST, format!("{to} exists")));
+        }
+        // An upload in progress goes to the old name: complete it first (for the file or
+        // anything below the directory), so the rename moves finished files on every server.
+        let prefix = format!("{from}/");
+        for of in self.handles.open_files() {
+            let moving = self
+                .inodes
+                .path(of.ino)
+                .is_some_and(|p| p == from || p.starts_with(&prefix));
+            if moving && of.content.lock().is_streaming() {
+                self.commit(&of).map_err(close_error)?;
+            }
+        }
+        match self.remote.rename(&from, &to) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind,
+                    RemoteErrorKind::AlreadyExists
+                        | RemoteErrorKind::PermissionDenied
+                        | RemoteErrorKind::InvalidName
+                ) && target.is_some() =>
+            {
+                // The server refuses to replace: remove the target, then rename again.
+                debug!("rename {from} -> {to}: {e}; replacing the target");
+                self.remove_target(&src, target.as_ref().unwrap_or(&src), &to)?;
+                self.remote.rename(&from, &to)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if target.is_some() {
+            self.discard_writes(&to);
+            self.forget_path(&to);
+        }
+        self.remove_entry(&from);
+        self.insert_entry(&to, src.clone());
+        if src.kind == EntryKind::Dir {
+            self.cache.invalidate_tree(&from);
+            self.cache.invalidate_tree(&to);
+        }
+        self.inodes.rename(&from, &to);
+        Ok(())
+    }
+
+    /// Removes the existing `target` at `to` so `src` can take its name, with rename(2)'s
+    /// type rules.
+    fn remove_target(&self, src: &Entry, target: &Entry, to: &str) -> FsResult<()> {
+        let src_dir = src.kind == EntryKind::Dir;
+        let target_dir = target.kind == EntryKind::Dir;
+        match (src_dir, target_dir) {
+            (true, false) => Err(FsError::new(
+                libc::ENOTDIR,
+                format!("{to}: not a directory"),
+            )),
+            (false, true) => Err(FsError::new(libc::EISDIR, format!("{to}: is a directory"))),
+            (true, true) => {
+                let (listing, _) = self.listing(to, self.opts.cache_timeout)?;
+                if !listing.is_empty() {
+                    return Err(FsError::new(libc::ENOTEMPTY, format!("{to}: not empty")));
+                }
+                self.remote.rmdir(to)?;
+                Ok(())
+            }
+            (false, false) => {
+                self.discard_writes(to);
+                self.remote.delete(to)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Opens a file; `flags` are open(2) flags (O_ACCMODE, O_TRUNC, O_APPEND).
+    pub fn open(&self, ino: Ino, flags: i32) -> FsResult<OpenReply> {
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        if writes {
+            self.check_writable()?;
+        }
+        let path = self.path_of(ino)?;
+        let entry = self.entry(&path)?;
+        if entry.kind == EntryKind::Dir {
+            return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
+        }
+        let attr = self.attr(ino, &entry);
+        let truncating = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let keep_cache = {
+            let mut opened = self.opened.lock();
+            let now = (attr.size, attr.mtime);
+            let same = opened.insert(ino, now) == Some(now);
+            same && !truncating
+        };
+        let of = self.handles.acquire(ino);
+        if truncating {
+            let mut content = of.content.lock();
+            if let Err(e) = self.with_ctx(&of, Some(&path), |ctx| content.truncate(ctx, 0)) {
+                drop(content);
+                self.handles.release(&of);
+                return Err(e.into());
+            }
+            of.refresh_overlay(&content);
+        }
+        let fh = self.handles.add_file(ino, flags, of);
+        Ok(OpenReply {
+            fh,
+            keep_cache,
+            direct_io: false,
+        })
+    }
+
+    /// Creates and opens a file; it exists on the server (empty) when this returns.
+    /// Counts one kernel lookup.
+    pub fn create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> FsResult<(Attr, OpenReply)> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        let path = join(&self.path_of(parent)?, name);
+        if let Ok(existing) = self.entry(&path) {
+            if flags & libc::O_EXCL != 0 {
+                return Err(FsError::new(libc::EEXIST, format!("{path} exists")));
+            }
+            if existing.kind == EntryKind::Dir {
+                return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
+            }
+            // The kernel's negative entry was stale: open the existing file as open(2)
+            // would without O_EXCL (truncating only with O_TRUNC).
+            let ino = self.inodes.lookup(&path);
+            return match self.open(ino, flags) {
+                Ok(reply) => Ok((self.attr(ino, &existing), reply)),
+                Err(e) => {
+                    self.inodes.forget(ino, 1);
+                    Err(e)
+                }
+            };
+        }
+        // Upload the empty file now: `touch` must create it, and other clients see it.
+        self.discard_writes(&path);
+        self.remote
+            .open_write(&path, WriteMode::Truncate)
+            .and_then(|s| s.finish())?;
+        let perm = mode & 0o7777;
+        let mut shown = None;
+        if perm != u32::from(self.opts.file_mode) && self.remote.capabilities().chmod {
+            match self.remote.chmod(&path, perm) {
+                Ok(()) => shown = Some(perm),
+                Err(e) => debug!("chmod {path}: {e}"),
+            }
+        }
+        let entry = Entry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size: 0,
+            mtime: Some(SystemTime::now()),
+            mode: shown,
+        };
+        self.insert_entry(&path, entry.clone());
+        let ino = self.inodes.lookup(&path);
+        self.opened.lock().remove(&ino);
+        let of = self.handles.acquire(ino);
+        {
+            // The server file is empty now: whatever was pending for this inode is moot.
+            let mut content = of.content.lock();
+            content.discard();
+            of.refresh_overlay(&content);
+        }
+        let fh = self.handles.add_file(ino, flags & !libc::O_TRUNC, of);
+        let attr = self.attr(ino, &entry);
+        Ok((
+            attr,
+            OpenReply {
+                fh,
+                keep_cache: false,
+                direct_io: false,
+            },
+        ))
+    }
+
+    /// Reads `size` bytes at `offset` (fewer only at end of file).
+    pub fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let h = self
+            .handles
+            .file(fh)
+            .filter(|h| h.ino == ino && h.readable())
+            .ok_or_else(|| FsError::bad_handle(fh))?;
+        let path = self.inodes.path(ino);
+        {
+            let mut content = h.file.content.lock();
+            let local = self.with_ctx(&h.file, path.as_deref(), |ctx| {
+                content.read(ctx, offset, size as usize)
+            });
+            h.file.refresh_overlay(&content);
+            if let Some(data) = local? {
+                return Ok(data);
+            }
+        }
+        let path = path.ok_or_else(|| FsError::not_found("file was removed"))?;
+        let version = h.file.version.load(Ordering::SeqCst);
+        let mut reader = h.reader.lock();
+        let stale = reader
+            .as_ref()
+            .is_none_or(|(v, r)| *v != version || r.path() != path);
+        if stale {
+            *reader = Some((
+                version,
+                Reader::new(self.remote.clone(), path, self.opts.read_ahead_max),
+            ));
+        }
+        match reader.as_mut() {
+            Some((_, r)) => r.read(offset, size as usize),
+            None => Err(FsError::io("no reader")),
+        }
+    }
+
+    /// Writes `data` at `offset` (at the end for O_APPEND handles); returns bytes written.
+    pub fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.check_writable()?;
+        let h = self
+            .handles
+            .file(fh)
+            .filter(|h| h.ino == ino && h.writable())
+            .ok_or_else(|| FsError::bad_handle(fh))?;
+        let path = self.inodes.path(ino);
+        let mut content = h.file.content.lock();
+        // Only a file still on the server needs its size (to know whether streaming fits).
+        let server_size = match (&*content, &path) {
+            (Content::Remote, Some(p)) => self.entry(p).map(|e| e.size).unwrap_or(0),
+            _ => 0,
+        };
+        let result = self.with_ctx(&h.file, path.as_deref(), |ctx| {
+            content.write(ctx, offset, data, h.append(), server_size)
+        });
+        h.file.refresh_overlay(&content);
+        if result.is_err()
+            && !content.is_dirty()
+            && let Some(p) = &path
+        {
+            self.cache.invalidate(split(p).0);
+        }
+        result?;
+        u32::try_from(data.len()).map_err(|_| FsError::invalid("write too large"))
+    }
+
+    /// Uploads pending changes of `of` (the cache learns of it through `uploaded`) and
+    /// applies an mtime set while they were pending.
+    fn commit(&self, of: &OpenFile) -> FsResult<()> {
+        let path = self.inodes.path(of.ino);
+        let result = {
+            let mut content = of.content.lock();
+            let r = self.with_ctx(of, path.as_deref(), |ctx| content.commit(ctx));
+            of.refresh_overlay(&content);
+            r
+        };
+        let Some(path) = path else {
+            return result.map(|_| ()).map_err(FsError::from);
+        };
+        match result {
+            Ok(Some(_)) => {
+                let pending = of.pending_mtime.lock().take();
+                if let Some(mtime) = pending {
+                    match self.remote.set_mtime(&path, mtime) {
+                        Ok(()) => {}
+                        Err(e) if e.kind == RemoteErrorKind::NotSupported => {}
+                        Err(e) => debug!("set mtime of {path} after upload: {e}"),
+                    }
+                    self.update_entry(&path, |e| e.mtime = Some(mtime));
+                }
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                // The remote file's state is unknown now (a partial file may be removed).
+                self.cache.invalidate(split(&path).0);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// close() of one descriptor: uploads pending writes and returns the server's verdict.
+    pub fn flush(&self, ino: Ino, fh: Fh) -> FsResult<()> {
+        let h = self
+            .handles
+            .file(fh)
+            .filter(|h| h.ino == ino)
+            .ok_or_else(|| FsError::bad_handle(fh))?;
+        if !h.writable() {
+            return Ok(());
+        }
+        self.commit(&h.file).map_err(close_error)
+    }
+
+    /// fsync(): like flush, waits until the server has the data.
+    pub fn fsync(&self, ino: Ino, fh: Fh) -> FsResult<()> {
+        let h = self
+            .handles
+            .file(fh)
+            .filter(|h| h.ino == ino)
+            .ok_or_else(|| FsError::bad_handle(fh))?;
+        self.commit(&h.file).map_err(close_error)
+    }
+
+    /// Last close of a handle: uploads anything still pending and frees the handle.
+    pub fn release(&self, ino: Ino, fh: Fh) -> FsResult<()> {
+        let h = self
+            .handles
+            .remove_file(fh)
+            .ok_or_else(|| FsError::bad_handle(fh))?;
+        if h.ino != ino {
+            debug!("release of fh {fh}: inode {ino} != {}", h.ino);
+        }
+        // Dropping the reader ends its stream in the background.
+        h.reader.lock().take();
+        // Upload before leaving the table, so getattr keeps seeing the local size until
+        // the server has it.
+        let dirty = h.file.content.lock().is_dirty();
+        let result = if dirty {
+            self.commit(&h.file).map_err(close_error)
+        } else {
+            Ok(())
+        };
+        self.handles.release(&h.file);
+        result
+    }
+
+    /// Opens a directory: takes a snapshot of its listing for stable readdir offsets.
+    pub fn opendir(&self, ino: Ino) -> FsResult<Fh> {
+        let path = self.path_of(ino)?;
+        if path != "/" {
+            let e = self.entry(&path)?;
+            if e.kind != EntryKind::Dir {
+                return Err(FsError::new(
+                    libc::ENOTDIR,
+                    format!("{path}: not a directory"),
+                ));
+            }
+        }
+        let (listing, _) = self.listing(&path, self.opts.cache_timeout)?;
+        let parent_ino = if path == "/" {
+            ROOT_INO
+        } else {
+            self.inodes.ino_of(split(&path).0)
+        };
+        let entries = listing
+            .iter()
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect();
+        Ok(self.handles.add_dir(DirHandle {
+            ino,
+            path,
+            parent_ino,
+            entries,
+        }))
+    }
+
+    fn dir_entry(&self, dir: &DirHandle, index: usize, count: bool) -> Option<DirEntry> {
+        match index {
+            0 => Some(DirEntry {
+                ino: dir.ino,
+                name: ".".into(),
+                attr: self.dir_attr(dir.ino),
+            }),
+            1 => Some(DirEntry {
+                ino: dir.parent_ino,
+                name: "..".into(),
+                attr: self.dir_attr(dir.parent_ino),
+            }),
+            i => {
+                let (name, entry) = dir.entries.get(i - 2)?;
+                let path = join(&dir.path, name);
+                let ino = if count {
+                    self.inodes.lookup(&path)
+                } else {
+                    self.inodes.ino_of(&path)
+                };
+                Some(DirEntry {
+                    ino,
+                    name: name.clone(),
+                    attr: self.attr(ino, entry),
+                })
+            }
+        }
+    }
+
+    /// Entries after `offset` ("." and ".." first; an entry's offset is its index + 1), at
+    /// most `READDIR_BATCH` per call; empty at the end.
+    pub fn readdir(&self, ino: Ino, fh: Fh, offset: u64) -> FsResult<Vec<DirEntry>> {
+        let dir = self
+            .handles
+            .dir(fh)
+            .filter(|d| d.ino == ino)
+            .ok_or_else(|| FsError::bad_handle(fh))?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        Ok((start..start.saturating_add(READDIR_BATCH))
+            .map_while(|i| self.dir_entry(&dir, i, false))
+            .collect())
+    }
+
+    /// readdirplus: calls `add(entry, next_offset)` for each entry after `offset` until it
+    /// returns true (the kernel buffer is full). Every entry `add` accepted, other than "."
+    /// and "..", counts one kernel lookup, as readdirplus requires; a refused one does not.
+    pub fn readdirplus(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        add: &mut dyn FnMut(&DirEntry, u64) -> bool,
+    ) -> FsResult<()> {
+        let dir = self
+            .handles
+            .dir(fh)
+            .filter(|d| d.ino == ino)
+            .ok_or_else(|| FsError::bad_handle(fh))?;
+        let mut i = usize::try_from(offset).unwrap_or(usize::MAX);
+        while let Some(entry) = self.dir_entry(&dir, i, i >= 2) {
+            let full = add(&entry, i as u64 + 1);
+            if full {
+                if i >= 2 {
+                    self.inodes.forget(entry.ino, 1);
+                }
+                break;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// Frees a directory handle.
+    pub fn releasedir(&self, _ino: Ino, fh: Fh) {
+        self.handles.remove_dir(fh);
+    }
+
+    /// Filesystem statistics: FTP has no quota command, so fixed large numbers.
+    pub fn statfs(&self) -> Statfs {
+        Statfs {
+            blocks: 1 << 40,
+            bfree: 1 << 40,
+            bavail: 1 << 40,
+            files: 1 << 30,
+            ffree: 1 << 30,
+            bsize: 4096,
+            namelen: NAME_MAX as u32,
+            frsize: 4096,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -142,4 +142,7 @@ impl RemoteError {
         RemoteError::new(RemoteErrorKind::Io, err.to_string())
     }
 }
+
+pub mod faulty;
 pub mod ftp;
+pub mod memory;

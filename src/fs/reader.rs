@@ -1,0 +1,436 @@
+//! Ranged reads over one remote stream per handle, with a background read-ahead window.
+//!
+//! A `Reader` owns at most one `Prefetch`: a thread that reads the remote stream into a
+//! bounded buffer ahead of the consumer. Reads within the buffer (including slightly behind
+//! the furthest read: the kernel issues parallel reads that arrive out of order, so
+//! `HISTORY` bytes are kept) or a small jump forward (read and discarded) are served from
+//! it; any other seek ends the stream and opens a new one at the new offset (REST + RETR).
+//! The window starts at `INITIAL_WINDOW` and doubles each time a window's worth was consumed
+//! sequentially, up to the configured maximum; a seek resets it. Memory per reader is
+//! bounded by max(window, current request) + HISTORY + one chunk.
+//!
+//! A stream nobody reads for `IDLE_CLOSE` is closed (it holds one of the few server
+//! connections); the next read reopens it where needed.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read};
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{debug, warn};
+use parking_lot::{Condvar, Mutex};
+
+use super::error::{FsError, FsResult};
+use crate::remote::{ReadStream, Remote, RemoteError};
+
+/// Read-ahead window right after opening or seeking.
+pub const INITIAL_WINDOW: usize = 128 * 1024;
+/// A forward jump up to this far is read and discarded rather than reopening the stream.
+pub const SKIP_MAX: u64 = 256 * 1024;
+/// Bytes kept behind the furthest read, for reads that arrive slightly out of order.
+pub const HISTORY: u64 = 1 << 20;
+/// A stream with a full window and no reader for this long is closed.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
+/// After this many bytes read since a reopen, a broken stream may be reopened again.
+const RETRY_RESET: u64 = 1 << 20;
+/// How much the background thread asks the stream for at once.
+const CHUNK: usize = 64 * 1024;
+
+#[derive(Default)]
+struct State {
+    /// Downloaded bytes, starting at file offset `start` (history, then read-ahead).
+    buf: VecDeque<u8>,
+    start: u64,
+    /// The furthest offset the consumer has read up to.
+    pos: u64,
+    /// The producer pauses when it is max(window, wanted) bytes ahead of `pos`.
+    window: usize,
+    wanted: usize,
+    consumed_since_grow: usize,
+    eof: bool,
+    error: Option<RemoteError>,
+    /// The producer closed the stream for idleness; it must be reopened to go further.
+    idle_closed: bool,
+    stop: bool,
+}
+
+impl State {
+    fn end(&self) -> u64 {
+        self.start + self.buf.len() as u64
+    }
+
+    fn ahead(&self) -> usize {
+        usize::try_from(self.end().saturating_sub(self.pos)).unwrap_or(usize::MAX)
+    }
+
+    fn producer_may_pause(&self) -> bool {
+        self.ahead() >= self.window.max(self.wanted)
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+/// One remote stream plus its read-ahead thread.
+struct Prefetch {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // The thread closes the stream when it sees `stop`; we do not wait for it, so a
+        // stalled server never blocks the caller.
+        self.shared.state.lock().stop = true;
+        self.shared.cond.notify_all();
+    }
+}
+
+/// Why `take` could not serve a read.
+enum TakeError {
+    /// The stream was closed for idleness: reopen and try again.
+    Reopen,
+    /// The stream failed (after its one retry).
+    Failed(FsError),
+}
+
+/// Sequential-aware reader of one remote file for one open handle.
+pub struct Reader {
+    remote: Arc<dyn Remote>,
+    path: String,
+    max_window: usize,
+    idle_close: Duration,
+    fetch: Option<Prefetch>,
+}
+
+impl Reader {
+    /// A reader of `path`; nothing is opened until the first read.
+    pub fn new(remote: Arc<dyn Remote>, path: String, max_window: usize) -> Self {
+        Reader {
+            remote,
+            path,
+            max_window,
+            idle_close: IDLE_CLOSE,
+            fetch: None,
+        }
+    }
+
+    /// Changes how long an unread stream stays open (tests use a short one).
+    pub fn set_idle_close(&mut self, idle: Duration) {
+        self.idle_close = idle;
+    }
+
+    /// The path this reader downloads.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Returns `size` bytes at `offset`, fewer only at end of file.
+    pub fn read(&mut self, offset: u64, size: usize) -> FsResult<Vec<u8>> {
+        let reusable = self.fetch.as_ref().is_some_and(|p| {
+            let st = p.shared.state.lock();
+            st.error.is_none() && offset >= st.start && offset <= st.end() + SKIP_MAX
+        });
+        if !reusable {
+            self.fetch = None;
+            self.start(offset)?;
+        }
+        for _ in 0..2 {
+            let Some(fetch) = self.fetch.as_ref() else {
+                break;
+            };
+            match Self::take(&fetch.shared, offset, size, self.max_window) {
+                Ok(data) => return Ok(data),
+                Err(TakeError::Failed(e)) => {
+                    self.fetch = None;
+                    return Err(e);
+                }
+                Err(TakeError::Reopen) => {
+                    self.fetch = None;
+                    self.start(offset)?;
+                }
+            }
+        }
+        Err(FsError::io("read-ahead not running"))
+    }
+
+    fn start(&mut self, offset: u64) -> FsResult<()> {
+        debug!("read {}: opening stream at {offset}", self.path);
+        let stream = self.remote.open_read(&self.path, offset)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                start: offset,
+                pos: offset,
+                window: INITIAL_WINDOW.min(self.max_window),
+                ..State::default()
+            }),
+            cond: Condvar::new(),
+        });
+        let producer = Producer {
+            remote: self.remote.clone(),
+            path: self.path.clone(),
+            shared: shared.clone(),
+            pos: offset,
+            idle_close: self.idle_close,
+        };
+        std::thread::Builder::new()
+            .name("ftpfs-readahead".into())
+            .spawn(move || producer.run(stream))
+            .map_err(|e| FsError::io(format!("cannot start read-ahead: {e}")))?;
+        self.fetch = Some(Prefetch { shared });
+        Ok(())
+    }
+
+    /// Waits until [offset, offset + size) is buffered (or EOF) and copies it out.
+    fn take(
+        shared: &Shared,
+        offset: u64,
+        size: usize,
+        max_window: usize,
+    ) -> Result<Vec<u8>, TakeError> {
+        let want_end = offset.saturating_add(size as u64);
+        let mut st = shared.state.lock();
+        loop {
+            if st.end() >= want_end || st.eof {
+                let from = offset.saturating_sub(st.start);
+                let to = want_end.min(st.end()).saturating_sub(st.start);
+                let mut out = Vec::with_capacity(to.saturating_sub(from) as usize);
+                if from < to {
+                    let (a, b) = st.buf.as_slices();
+                    let (from, to) = (from as usize, to as usize);
+                    let split = a.len();
+                    if from < split {
+                        out.extend_from_slice(&a[from..to.min(split)]);
+                    }
+                    if to > split {
+                        out.extend_from_slice(&b[from.max(split) - split..to - split]);
+                    }
+                }
+                let new_pos = offset + out.len() as u64;
+                if new_pos > st.pos {
+                    st.consumed_since_grow += (new_pos - st.pos) as usize;
+                    st.pos = new_pos;
+                    if st.consumed_since_grow >= st.window {
+                        st.consumed_since_grow = 0;
+                        st.window = (st.window * 2).min(max_window).max(st.window);
+                    }
+                }
+                // Keep only HISTORY bytes behind the furthest read.
+                let behind = st.pos.saturating_sub(st.start);
+                if behind > HISTORY {
+                    let drop = (behind - HISTORY).min(st.buf.len() as u64) as usize;
+                    st.buf.drain(..drop);
+                    st.start += drop as u64;
+                }
+                st.wanted = 0;
+                shared.cond.notify_all();
+                return Ok(out);
+            }
+            if let Some(err) = st.error.clone() {
+                return Err(TakeError::Failed(FsError::from(err)));
+            }
+            if st.idle_closed {
+                return Err(TakeError::Reopen);
+            }
+            // Ask the producer for at least what this request still needs.
+            st.wanted = usize::try_from(want_end.saturating_sub(st.pos)).unwrap_or(usize::MAX);
+            shared.cond.notify_all();
+            shared.cond.wait(&mut st);
+        }
+    }
+}
+
+/// The background half: reads the stream into the shared buffer.
+struct Producer {
+    remote: Arc<dyn Remote>,
+    path: String,
+    shared: Arc<Shared>,
+    /// File offset of the next byte the stream returns.
+    pos: u64,
+    idle_close: Duration,
+}
+
+impl Producer {
+    fn run(mut self, stream: Box<dyn ReadStream>) {
+        let mut stream = Some(stream);
+        let mut may_retry = true;
+        let mut since_reopen = 0u64;
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            {
+                let mut st = self.shared.state.lock();
+                while !st.stop && st.producer_may_pause() {
+                    let idle = self
+                        .shared
+                        .cond
+                        .wait_for(&mut st, self.idle_close)
+                        .timed_out();
+                    if idle && !st.stop && st.producer_may_pause() {
+                        debug!("read {}: idle, closing stream at {}", self.path, self.pos);
+                        st.idle_closed = true;
+                        st.stop = true;
+                    }
+                }
+                if st.stop {
+                    break;
+                }
+            }
+            let Some(s) = stream.as_mut() else { break };
+            match s.read(&mut chunk) {
+                Ok(0) => {
+                    self.shared.state.lock().eof = true;
+                    self.shared.cond.notify_all();
+                    break;
+                }
+                Ok(n) => {
+                    self.pos += n as u64;
+                    since_reopen += n as u64;
+                    // Enough progress since the last reopen: a later drop is a new event.
+                    if since_reopen >= RETRY_RESET {
+                        may_retry = true;
+                    }
+                    self.shared.state.lock().buf.extend(&chunk[..n]);
+                    self.shared.cond.notify_all();
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let err = RemoteError::from_io(e);
+                    // The stream is broken; dropping it releases its connection.
+                    stream = None;
+                    if may_retry {
+                        // A dropped connection mid-transfer is often transient: resume
+                        // once at the same offset before failing the read.
+                        warn!("read {} at {}: {err}; reopening once", self.path, self.pos);
+                        may_retry = false;
+                        since_reopen = 0;
+                        match self.remote.open_read(&self.path, self.pos) {
+                            Ok(s) => {
+                                stream = Some(s);
+                                continue;
+                            }
+                            Err(e2) => self.fail(e2),
+                        }
+                    } else {
+                        self.fail(err);
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(s) = stream
+            && let Err(e) = s.close()
+        {
+            debug!("closing read stream of {}: {e}", self.path);
+        }
+    }
+
+    fn fail(&self, err: RemoteError) {
+        warn!("read {} at {}: {err}", self.path, self.pos);
+        self.shared.state.lock().error = Some(err);
+        self.shared.cond.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::RemoteErrorKind;
+    use crate::remote::faulty::FaultyRemote;
+    use crate::remote::memory::MemoryRemote;
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn sequential_reads_share_one_stream() {
+        let m = MemoryRemote::new();
+        let d = data(3 * 1024 * 1024 + 17);
+        m.put_file("/f", &d);
+        let mut r = Reader::new(Arc::new(m.clone()), "/f".into(), 8 << 20);
+        let mut off = 0;
+        loop {
+            let got = r.read(off, 100_000).unwrap();
+            assert_eq!(got, &d[off as usize..(off as usize + got.len())]);
+            if got.len() < 100_000 {
+                break;
+            }
+            off += got.len() as u64;
+        }
+        assert_eq!(m.open_read_calls(), 1);
+        // Small forward jump: same stream; backward: new one.
+        let mut r = Reader::new(Arc::new(m.clone()), "/f".into(), 8 << 20);
+        m.reset_counters();
+        assert_eq!(r.read(0, 10).unwrap(), &d[..10]);
+        assert_eq!(r.read(100_000, 10).unwrap(), &d[100_000..100_010]);
+        assert_eq!(m.open_read_calls(), 1);
+        // Slightly backward (out-of-order parallel reads): served from history.
+        assert_eq!(r.read(5, 10).unwrap(), &d[5..15]);
+        assert_eq!(m.open_read_calls(), 1);
+        assert_eq!(r.read(2_000_000, 10).unwrap(), &d[2_000_000..2_000_010]);
+        assert_eq!(m.open_read_calls(), 2);
+        assert_eq!(r.read(1_000, 10).unwrap(), &d[1_000..1_010]);
+        assert_eq!(m.open_read_calls(), 3);
+        assert!(r.read(10_000_000, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn out_of_order_reads_and_idle_close() {
+        let m = MemoryRemote::new();
+        let d = data(4_000_000);
+        m.put_file("/f", &d);
+        let mut r = Reader::new(Arc::new(m.clone()), "/f".into(), 256 << 10);
+        r.set_idle_close(Duration::from_millis(500));
+        // Pairs of 128 KiB reads swapped, as parallel kernel readahead delivers them.
+        let k = 131_072u64;
+        assert!(r.read(0, k as usize).unwrap() == d[..k as usize]);
+        for pair in 0..7u64 {
+            for off in [(2 * pair + 2) * k, (2 * pair + 1) * k] {
+                let got = r.read(off, k as usize).unwrap();
+                assert!(got == d[off as usize..(off + k) as usize]);
+            }
+        }
+        assert_eq!(m.open_read_calls(), 1);
+        std::thread::sleep(Duration::from_millis(1500));
+        // The idle stream was closed; reading on reopens once, data still right.
+        let off = 15 * k;
+        assert!(r.read(off, 3_000_000).unwrap() == d[off as usize..]);
+        assert_eq!(m.open_read_calls(), 2);
+    }
+
+    #[test]
+    fn tiny_window_still_serves_large_reads() {
+        let m = MemoryRemote::new();
+        let d = data(1_000_000);
+        m.put_file("/f", &d);
+        let mut r = Reader::new(Arc::new(m), "/f".into(), 0);
+        assert!(r.read(0, 600_000).unwrap() == d[..600_000]);
+        assert!(r.read(600_000, 600_000).unwrap() == d[600_000..]);
+    }
+
+    #[test]
+    fn broken_stream_is_reopened_once_then_eio() {
+        let m = MemoryRemote::new();
+        let d = data(500_000);
+        m.put_file("/f", &d);
+        let f = Arc::new(FaultyRemote::new(m.clone()));
+        f.break_reads_after(100_000, 1);
+        let mut r = Reader::new(f.clone(), "/f".into(), 8 << 20);
+        assert!(r.read(0, 500_000).unwrap() == d);
+        assert_eq!(m.open_read_calls(), 2);
+
+        f.break_reads_after(1000, 100);
+        let mut r = Reader::new(f.clone(), "/f".into(), 8 << 20);
+        let err = r.read(0, 500_000).unwrap_err();
+        assert_eq!(err.errno, libc::EIO);
+
+        f.clear();
+        f.fail_always(
+            crate::remote::memory::Op::OpenRead,
+            RemoteErrorKind::NotFound,
+        );
+        let mut r = Reader::new(f, "/f".into(), 8 << 20);
+        assert_eq!(r.read(0, 1).unwrap_err().errno, libc::ENOENT);
+    }
+}
