@@ -10,6 +10,7 @@ use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
@@ -124,15 +125,27 @@ impl MountSettings {
     }
 }
 
+/// A live mount: the fuser session plus a flag telling whether the kernel side is gone.
+#[derive(Debug)]
+pub struct Mounted {
+    /// The fuser session; `join` returns once the kernel has ended it and every queued
+    /// request (such as an upload on release) has finished.
+    pub session: BackgroundSession,
+    /// Set once the kernel has ended the session and only queued work is finishing.
+    pub draining: Arc<AtomicBool>,
+}
+
 /// Mounts `fs` at `mountpoint` and serves it on background threads. The mount is live when
-/// this returns; dropping or joining the session ends it.
+/// this returns.
 pub fn mount(
     fs: Arc<Filesystem>,
     mountpoint: &Path,
     settings: &MountSettings,
-) -> io::Result<BackgroundSession> {
-    let adapter = FtpFuse::new(fs, settings.workers)?;
-    fuser::spawn_mount(adapter, mountpoint, &settings.fuser_config())
+) -> io::Result<Mounted> {
+    let draining = Arc::new(AtomicBool::new(false));
+    let adapter = FtpFuse::new(fs, settings.workers, Arc::clone(&draining))?;
+    let session = fuser::spawn_mount(adapter, mountpoint, &settings.fuser_config())?;
+    Ok(Mounted { session, draining })
 }
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -200,13 +213,15 @@ impl Drop for Workers {
 struct FtpFuse {
     fs: Arc<Filesystem>,
     workers: Workers,
+    draining: Arc<AtomicBool>,
 }
 
 impl FtpFuse {
-    fn new(fs: Arc<Filesystem>, workers: usize) -> io::Result<FtpFuse> {
+    fn new(fs: Arc<Filesystem>, workers: usize, draining: Arc<AtomicBool>) -> io::Result<FtpFuse> {
         Ok(FtpFuse {
             fs,
             workers: Workers::start(workers)?,
+            draining,
         })
     }
 
@@ -293,6 +308,7 @@ impl fuser::Filesystem for FtpFuse {
     }
 
     fn destroy(&mut self) {
+        self.draining.store(true, Ordering::SeqCst);
         self.workers.shutdown();
     }
 
@@ -583,35 +599,23 @@ impl fuser::Filesystem for FtpFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.spawn(move |fs| match fs.readdirplus(ino.0, fh.0, offset) {
-            Ok(entries) => {
-                let ttl = fs.attr_ttl();
-                let mut sent = entries.len();
-                for (i, e) in entries.iter().enumerate() {
-                    let next = offset + i as u64 + 1;
-                    if reply.add(
-                        INodeNo(e.ino),
-                        next,
-                        &e.name,
-                        &ttl,
-                        &file_attr(&e.attr),
-                        GENERATION,
-                    ) {
-                        sent = i;
-                        break;
-                    }
-                }
-                // The core counted a lookup for every entry it returned; give back those
-                // that did not fit in the reply (the kernel never saw them). The kernel does
-                // not count "." and "..", so neither must we.
-                for e in &entries[sent..] {
-                    if e.name != "." && e.name != ".." {
-                        fs.forget(e.ino, 1);
-                    }
-                }
-                reply.ok();
+        self.spawn(move |fs| {
+            let ttl = fs.attr_ttl();
+            // The core counts a lookup for each entry the reply accepts (not "." and "..").
+            let result = fs.readdirplus(ino.0, fh.0, offset, &mut |e, next| {
+                reply.add(
+                    INodeNo(e.ino),
+                    next,
+                    &e.name,
+                    &ttl,
+                    &file_attr(&e.attr),
+                    GENERATION,
+                )
+            });
+            match result {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("readdirplus", &e)),
             }
-            Err(e) => reply.error(errno("readdirplus", &e)),
         });
     }
 
@@ -623,9 +627,9 @@ impl fuser::Filesystem for FtpFuse {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.spawn(move |fs| match fs.releasedir(ino.0, fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("releasedir", &e)),
+        self.spawn(move |fs| {
+            fs.releasedir(ino.0, fh.0);
+            reply.ok();
         });
     }
 
@@ -642,12 +646,10 @@ impl fuser::Filesystem for FtpFuse {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.spawn(move |fs| match fs.statfs() {
-            Ok(s) => reply.statfs(
-                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
-            ),
-            Err(e) => reply.error(errno("statfs", &e)),
-        });
+        let s = self.fs.statfs();
+        reply.statfs(
+            s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+        );
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {

@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
@@ -92,7 +93,7 @@ struct Cli {
     source: String,
     /// Existing directory to mount on
     mountpoint: PathBuf,
-    /// Mount options, comma-separated (see OPTIONS below; --help for the full list)
+    /// Mount options, comma-separated (--help lists them all)
     #[arg(short = 'o', value_name = "OPT[,OPT...]", action = ArgAction::Append)]
     options: Vec<String>,
     /// Stay in the foreground
@@ -156,6 +157,10 @@ fn init_logging(debug: bool) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
     builder.format_target(debug);
+    if !debug && std::env::var_os("RUST_LOG").is_none() {
+        // fuser warns "Unmount failed" when it finds the mount already detached by us.
+        builder.filter_module("fuser::mnt", log::LevelFilter::Error);
+    }
     let _ = builder.try_init();
 }
 
@@ -195,10 +200,10 @@ fn build_remote(cfg: &MountConfig, password: Option<Secret>) -> Result<Arc<dyn R
 
 /// The in-memory remote behind the hidden, test-only `-o memory_backend`.
 ///
-// INTEGRATION: return `Ok(Arc::new(ftpfs::remote::memory::MemoryRemote::new()))` once
-// src/remote/memory.rs (fscore branch) is merged.
+// INTEGRATION: needs src/remote/memory.rs and src/fs/ from the fscore branch (not in this
+// branch; this file compiles once both branches are merged).
 fn build_memory_remote() -> Result<Arc<dyn Remote>, String> {
-    Err("memory backend not yet linked".into())
+    Ok(Arc::new(ftpfs::remote::memory::MemoryRemote::new()))
 }
 
 /// Which phase the process is in, for the signal thread.
@@ -272,7 +277,7 @@ fn serve(
     let fs = Arc::new(Filesystem::new(remote, cfg.fs_options()));
     let settings = MountSettings::from_config(&cfg);
 
-    let session = {
+    let mounted = {
         let mut phase = PHASE.lock();
         match fuse::mount(fs, mountpoint, &settings) {
             Ok(s) => {
@@ -299,6 +304,8 @@ fn serve(
     }
 
     let ended_tx = tx;
+    let draining = Arc::clone(&mounted.draining);
+    let session = mounted.session;
     let joiner = std::thread::Builder::new()
         .name("ftpfs-session".into())
         .spawn(move || {
@@ -317,7 +324,7 @@ fn serve(
         Ok(Event::Signal(sig)) => {
             info!("signal {sig}: unmounting {}", mountpoint.display());
             unmount_detached(mountpoint);
-            shut_down(&events, conn_id);
+            shut_down(&events, &draining, conn_id);
             Ok(())
         }
         Err(_) => Ok(()),
@@ -327,10 +334,16 @@ fn serve(
 /// After a detached unmount: wait for the session to end (uploads still running finish
 /// first). If files are still held open the kernel keeps the session alive; abort the FUSE
 /// connection then, and exit.
-fn shut_down(events: &Receiver<Event>, conn_id: Option<u64>) {
+fn shut_down(events: &Receiver<Event>, draining: &AtomicBool, conn_id: Option<u64>) {
     const GRACE: Duration = Duration::from_secs(3);
     const DRAIN: Duration = Duration::from_secs(60);
-    if wait_ended(events, GRACE) {
+    if wait_ended(events, Some(GRACE)) {
+        return;
+    }
+    if draining.load(Ordering::SeqCst) {
+        // The kernel is done; uploads of closed files are finishing. Let them.
+        info!("waiting for uploads to finish");
+        wait_ended(events, None);
         return;
     }
     warn!("files are still open on the unmounted filesystem; aborting the FUSE connection");
@@ -338,7 +351,7 @@ fn shut_down(events: &Receiver<Event>, conn_id: Option<u64>) {
         let abort = format!("/sys/fs/fuse/connections/{id}/abort");
         match std::fs::write(&abort, b"1") {
             Ok(()) => {
-                wait_ended(events, DRAIN);
+                wait_ended(events, Some(DRAIN));
             }
             Err(e) => debug!("{abort}: {e}"),
         }
@@ -346,20 +359,26 @@ fn shut_down(events: &Receiver<Event>, conn_id: Option<u64>) {
     // Exiting closes /dev/fuse, which aborts the connection in the kernel.
 }
 
-fn wait_ended(events: &Receiver<Event>, timeout: Duration) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        match events.recv_deadline(deadline) {
-            Ok(Event::Ended(r)) => {
-                if let Err(e) = r {
-                    debug!("session ended: {e}");
-                }
-                return true;
+/// Waits for the session to end, at most `timeout` (None: without limit). True if it ended.
+fn wait_ended(events: &Receiver<Event>, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+    let event = match deadline {
+        Some(d) => events.recv_deadline(d),
+        None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    };
+    match event {
+        Ok(Event::Ended(r)) => {
+            if let Err(e) = r {
+                debug!("session ended: {e}");
             }
-            Ok(Event::Signal(sig)) => debug!("signal {sig} while unmounting"),
-            Err(RecvTimeoutError::Timeout) => return false,
-            Err(RecvTimeoutError::Disconnected) => return true,
+            true
         }
+        Ok(Event::Signal(sig)) => {
+            warn!("signal {sig} again: exiting without waiting");
+            true
+        }
+        Err(RecvTimeoutError::Timeout) => false,
+        Err(RecvTimeoutError::Disconnected) => true,
     }
 }
 
