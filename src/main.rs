@@ -182,20 +182,74 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
 }
 
 /// Builds the FTP remote and logs in once, so that a wrong password or an unreachable host
-/// fails here, before anything is mounted.
+/// fails here, before anything is mounted ("login failed for user bob at 127.0.0.1:21: 530
+/// Login incorrect.").
 ///
-// INTEGRATION: wire the FTP layer here once src/ftp/ (pool.rs, control.rs) and
-// src/remote/ftp.rs are merged. Expected shape:
-//     let remote = ftpfs::remote::ftp::FtpRemote::connect(settings_from(cfg), cfg.user, password)
-//         .map_err(|e| e.to_string())?;   // opens and logs in one control connection now
-//     Ok(Arc::new(remote))
-// The settings it needs are all in MountConfig: host, port, address(), user/login_name(),
-// base_path, tls, cafile, tls_insecure, tls12_only, active, connections, timeout.
-// Its error text is printed as "ftpfs: <text>", e.g. "login failed for user bob at
-// 127.0.0.1:21: 530 Login incorrect." — it must never contain the password.
+// INTEGRATION: written against main's FTP layer at 4a3e4dc (src/ftp/{pool,control,tls}.rs,
+// src/remote/ftp.rs), which is not in this branch: this compiles once cli is merged into main
+// (with fscore's src/fs and src/remote/memory.rs). Tested by hand against the testbed's
+// vsftpd, proftpd, pure-ftpd (explicit TLS) and vsftpd implicit TLS.
 fn build_remote(cfg: &MountConfig, password: Option<Secret>) -> Result<Arc<dyn Remote>, String> {
-    let _ = (cfg, password);
-    Err("FTP layer not yet linked".into())
+    use ftpfs::config::TlsMode;
+    use ftpfs::ftp::pool::Purpose;
+    use ftpfs::ftp::tls::{TlsContext, TlsSettings};
+    use ftpfs::ftp::{ConnectOptions, FtpError, Password, Pool, TlsMode as FtpTls};
+    use ftpfs::remote::ftp::FtpRemote;
+
+    let address = cfg.address();
+    let tls_mode = match cfg.tls {
+        TlsMode::Off => FtpTls::Off,
+        TlsMode::Auto => FtpTls::Auto,
+        TlsMode::Required => FtpTls::Required,
+        TlsMode::Implicit => FtpTls::Implicit,
+    };
+    let tls = match cfg.tls {
+        TlsMode::Off => None,
+        _ => Some(
+            TlsContext::new(&TlsSettings {
+                cafile: cfg.cafile.clone(),
+                insecure: cfg.tls_insecure,
+                tls12_only: cfg.tls12_only,
+            })
+            .map_err(|e| e.to_string())?,
+        ),
+    };
+    let user = cfg.login_name().to_string();
+    let password = match &password {
+        Some(p) => Password::new(p.expose()),
+        None => Password::new("anonymous@"),
+    };
+    let pool = Pool::new(
+        ConnectOptions {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            user: user.clone(),
+            password,
+            tls_mode,
+            tls,
+            active: cfg.active,
+            timeout: cfg.timeout,
+            trust_pasv_ip: false,
+        },
+        cfg.connections,
+    );
+    // Log in once now: a wrong password or an unreachable host fails before mounting.
+    match pool.get(Purpose::Meta) {
+        Ok(conn) => drop(conn),
+        Err(FtpError::Reply {
+            command,
+            code,
+            text,
+        }) if command == "login" => {
+            return Err(format!(
+                "login failed for user {user} at {address}: {code} {text}"
+            ));
+        }
+        Err(e) => return Err(format!("cannot connect to {address}: {e}")),
+    }
+    let remote = FtpRemote::connect(pool, &cfg.base_path)
+        .map_err(|e| format!("{address}: {}", e.message))?;
+    Ok(Arc::new(remote))
 }
 
 /// The in-memory remote behind the hidden, test-only `-o memory_backend`.
