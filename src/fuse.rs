@@ -298,6 +298,9 @@ impl fuser::Filesystem for FtpFuse {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_AUTO_INVAL_DATA,
+            // open() gets O_TRUNC itself (the core handles it) instead of a separate
+            // setattr(size 0): one upload instead of two for `> file`.
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
         ] {
             if config.add_capabilities(cap).is_err() {
                 debug!("kernel lacks capability {cap:?}");

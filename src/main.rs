@@ -59,6 +59,7 @@ OPTIONS (-o name[=value],... ; -o may repeat and may follow the positionals):
   Accepted and ignored (from mount(8), mount.fuse3, systemd): _netdev, nofail, noauto, auto,
   defaults, user, users, owner, group, dev, nodev, suid, nosuid, exec, atime, relatime,
   strictatime, lazytime, nodiratime, async, x-systemd.*, x-*, comment=*, subtype=*.
+  (The mount is always nodev,nosuid.)
 
 PASSWORD (first that applies):
   1. -o password_file=FILE
