@@ -399,7 +399,36 @@ impl<'a> Tokens<'a> {
     }
 }
 
+/// Terminal settings to restore if a signal ends the process while echo is off.
+static mut SAVED_TERMIOS: std::mem::MaybeUninit<libc::termios> = std::mem::MaybeUninit::uninit();
+/// Whether `SAVED_TERMIOS` holds settings to restore.
+static TERMIOS_SAVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The termination signals that may interrupt the prompt.
+const PROMPT_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Signal handler during the prompt: turn echo back on, then die of the signal as usual.
+extern "C" fn restore_terminal_and_reraise(sig: libc::c_int) {
+    if TERMIOS_SAVED.load(std::sync::atomic::Ordering::SeqCst) {
+        // SAFETY: tcsetattr, write, signal and raise are async-signal-safe; SAVED_TERMIOS
+        // was fully written before TERMIOS_SAVED was set.
+        unsafe {
+            libc::tcsetattr(
+                libc::STDIN_FILENO,
+                libc::TCSANOW,
+                (&raw const SAVED_TERMIOS).cast::<libc::termios>(),
+            );
+        }
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::write(libc::STDERR_FILENO, b"\n".as_ptr().cast(), 1);
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
 /// Asks for the password on the terminal (stdin) with echo off; the prompt goes to stderr.
+/// Echo is restored even if Ctrl-C (or SIGTERM/SIGHUP) ends the process at the prompt.
 pub fn prompt_password(text: &str) -> io::Result<Secret> {
     let mut stderr = io::stderr();
     stderr.write_all(text.as_bytes())?;
@@ -408,7 +437,18 @@ pub fn prompt_password(text: &str) -> io::Result<Secret> {
     // SAFETY: termios is plain data; tcgetattr fills it or fails.
     let mut original: libc::termios = unsafe { std::mem::zeroed() };
     let have_termios = unsafe { libc::tcgetattr(fd, &mut original) } == 0;
+    let mut previous_handlers = Vec::new();
     if have_termios {
+        // SAFETY: single-threaded (credentials are read before any thread starts); the
+        // handler only reads SAVED_TERMIOS after TERMIOS_SAVED is set.
+        unsafe {
+            (&raw mut SAVED_TERMIOS).write(std::mem::MaybeUninit::new(original));
+            TERMIOS_SAVED.store(true, std::sync::atomic::Ordering::SeqCst);
+            for sig in PROMPT_SIGNALS {
+                let handler = restore_terminal_and_reraise as extern "C" fn(libc::c_int);
+                previous_handlers.push((sig, libc::signal(sig, handler as libc::sighandler_t)));
+            }
+        }
         let mut silent = original;
         silent.c_lflag &= !(libc::ECHO | libc::ECHONL);
         silent.c_lflag |= libc::ICANON;
@@ -418,8 +458,14 @@ pub fn prompt_password(text: &str) -> io::Result<Secret> {
     let mut line = String::new();
     let result = io::stdin().lock().read_line(&mut line);
     if have_termios {
-        // SAFETY: restores the settings read above.
-        unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &original) };
+        // SAFETY: restores the settings read above, then the previous signal handlers.
+        unsafe {
+            libc::tcsetattr(fd, libc::TCSAFLUSH, &original);
+            TERMIOS_SAVED.store(false, std::sync::atomic::Ordering::SeqCst);
+            for (sig, handler) in previous_handlers {
+                libc::signal(sig, handler);
+            }
+        }
     }
     let _ = stderr.write_all(b"\n");
     let secret = Secret::new(line);
