@@ -246,7 +246,14 @@ fn build_remote(cfg: &MountConfig, password: Option<Secret>) -> Result<Arc<dyn R
                 "login failed for user {user} at {address}: {code} {text}"
             ));
         }
-        Err(e) => return Err(format!("cannot connect to {address}: {e}")),
+        Err(e) => {
+            let message = e.to_string();
+            return Err(if message.contains(&address) {
+                message
+            } else {
+                format!("cannot connect to {address}: {message}")
+            });
+        }
     }
     let remote = FtpRemote::connect(pool, &cfg.base_path)
         .map_err(|e| format!("{address}: {}", e.message))?;
