@@ -57,7 +57,7 @@ pub struct MountConfig {
     pub mountpoint: PathBuf,
     /// Server host name or IP address (IPv6 without brackets).
     pub host: String,
-    /// Server port (21, or 990 for implicit TLS).
+    /// Server port (`-o port=`, else the URL's, else 21, or 990 for implicit TLS).
     pub port: u16,
     /// Login name (`-o user=` overrides the URL's); `None` = anonymous unless ~/.netrc says.
     pub user: Option<String>,
@@ -231,6 +231,7 @@ pub fn parse(
         memory_backend: false,
     };
     let mut tls_option: Option<TlsMode> = None;
+    let mut port_option: Option<u16> = None;
 
     for item in options.iter().flat_map(|o| o.split(',')) {
         let item = item.trim();
@@ -273,6 +274,7 @@ pub fn parse(
             ("tls12", None) => cfg.tls12_only = true,
             ("active", None) => cfg.active = true,
             ("passive", None) => cfg.active = false,
+            ("port", Some(v)) => port_option = Some(parse_number(name, v, 1, 65535)? as u16),
             ("connections", Some(v)) => {
                 cfg.connections = parse_number(name, v, 1, MAX_CONNECTIONS as u64)? as usize
             }
@@ -343,6 +345,9 @@ pub fn parse(
             cfg.port = FTPS_PORT;
         }
     }
+    if let Some(port) = port_option {
+        cfg.port = port;
+    }
     if cfg.tls == TlsMode::Off && (cfg.cafile.is_some() || cfg.tls_insecure || cfg.tls12_only) {
         return Err(ConfigError::new(
             "options cafile, tls_insecure and tls12 need TLS, but tls=off",
@@ -359,6 +364,7 @@ pub fn parse(
 /// Options that require a value, for a helpful error when the value is missing.
 const KNOWN_WITH_VALUE: &[&str] = &[
     "user",
+    "port",
     "password_file",
     "tls",
     "cafile",
@@ -975,6 +981,11 @@ mod tests {
         assert_eq!(ok("ftp://h/", &["tls=off"]).tls, TlsMode::Off);
         assert_eq!(ok("ftp://h/", &["tls=auto"]).tls, TlsMode::Auto);
         assert_eq!(ok("ftp://h/", &["umask=0o77"]).umask, Some(0o77));
+        assert_eq!(ok("h:/x", &["port=2121"]).port, 2121);
+        assert_eq!(ok("ftp://h:21/", &["port=2121"]).port, 2121);
+        assert_eq!(ok("ftps://h/", &["port=4990"]).port, 4990);
+        assert!(err("h:", &["port=0"]).contains("port=0"));
+        assert!(err("h:", &["port=65536"]).contains("port"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ SOURCE:
 
 OPTIONS (-o name[=value],... ; -o may repeat and may follow the positionals):
   user=NAME            login name (overrides the one in SOURCE)
+  port=N               server port (overrides the one in SOURCE; for the sshfs form)
   password_file=FILE   read the password from the first line of FILE (chmod 600 it)
   tls=auto|required|off|implicit
                        auto (default): AUTH TLS if the server offers it; required: fail
