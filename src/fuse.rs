@@ -22,7 +22,7 @@ use fuser::{
     ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow,
     WriteFlags,
 };
-use log::{debug, error};
+use log::{debug, error, warn};
 
 use crate::config::{KernelFlags, MountConfig};
 use crate::fs::{Attr, FileKind, Filesystem, FsError, OpenReply, SetAttr};
@@ -547,7 +547,11 @@ impl fuser::Filesystem for FtpFuse {
     ) {
         self.spawn(move |fs| match fs.release(ino.0, fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("release", &e)),
+            Err(e) => {
+                // Nobody sees a release error (close() has returned): log it loudly.
+                warn!("upload on close failed: {e}");
+                reply.error(Errno::from_i32(e.errno));
+            }
         });
     }
 
