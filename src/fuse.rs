@@ -128,11 +128,27 @@ impl MountSettings {
 /// A live mount: the fuser session plus a flag telling whether the kernel side is gone.
 #[derive(Debug)]
 pub struct Mounted {
-    /// The fuser session; `join` returns once the kernel has ended it and every queued
-    /// request (such as an upload on release) has finished.
+    /// The fuser session (use [`Mounted::join`] rather than its own `join`/drop).
     pub session: BackgroundSession,
     /// Set once the kernel has ended the session and only queued work is finishing.
     pub draining: Arc<AtomicBool>,
+}
+
+impl Mounted {
+    /// Waits until the kernel ends the session (after an unmount) and queued requests have
+    /// finished. Never unmounts anything itself: fuser 0.18's unmount-on-drop tests "still
+    /// mounted" backwards (it takes POLLERR on /dev/fuse, i.e. a dead connection, for
+    /// "mounted") and would then unmount whatever is mounted at the path by that time, e.g.
+    /// another mount underneath ours.
+    pub fn join(self) -> io::Result<()> {
+        let session = std::mem::ManuallyDrop::new(self.session);
+        // SAFETY: `session` is never dropped, so the JoinHandle is moved out exactly once;
+        // the rest (its /dev/fuse handle) is leaked on purpose, the process is ending.
+        let guard = unsafe { std::ptr::read(&session.guard) };
+        guard
+            .join()
+            .map_err(|_| io::Error::other("the FUSE session thread panicked"))?
+    }
 }
 
 /// Mounts `fs` at `mountpoint` and serves it on background threads. The mount is live when

@@ -154,16 +154,72 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// Logging: env_logger (RUST_LOG respected; default warn, debug with -d) to stderr, and to
+/// syslog (facility daemon) once a daemonized ftpfs has detached from the terminal.
 fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "warn" };
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
-    builder.format_target(debug);
-    if !debug && std::env::var_os("RUST_LOG").is_none() {
-        // fuser warns "Unmount failed" when it finds the mount already detached by us.
-        builder.filter_module("fuser::mnt", log::LevelFilter::Error);
-    }
+    builder.format(move |buf, record| {
+        if LOG_TO_SYSLOG.load(Ordering::Relaxed) {
+            let priority = match record.level() {
+                log::Level::Error => libc::LOG_ERR,
+                log::Level::Warn => libc::LOG_WARNING,
+                log::Level::Info => libc::LOG_INFO,
+                log::Level::Debug | log::Level::Trace => libc::LOG_DEBUG,
+            };
+            writeln!(buf, "{priority} {}: {}", record.target(), record.args())
+        } else if debug {
+            let ts = buf.timestamp();
+            let (level, target) = (record.level(), record.target());
+            writeln!(buf, "[{ts} {level:<5} {target}] {}", record.args())
+        } else {
+            writeln!(buf, "ftpfs: {}: {}", record.level(), record.args())
+        }
+    });
+    builder.target(env_logger::Target::Pipe(Box::new(LogSink::default())));
     let _ = builder.try_init();
+}
+
+/// Set once the daemon has detached: log records go to syslog instead of stderr.
+static LOG_TO_SYSLOG: AtomicBool = AtomicBool::new(false);
+
+/// Switches logging to syslog (ident "ftpfs", facility daemon).
+fn log_to_syslog() {
+    // SAFETY: the ident is a static C string, as openlog requires.
+    unsafe { libc::openlog(c"ftpfs".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+    LOG_TO_SYSLOG.store(true, Ordering::Relaxed);
+}
+
+/// Where formatted log records go: stderr, or syslog line by line ("PRIORITY text").
+#[derive(Default)]
+struct LogSink {
+    pending: Vec<u8>,
+}
+
+impl Write for LogSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if !LOG_TO_SYSLOG.load(Ordering::Relaxed) {
+            std::io::stderr().write_all(data)?;
+            return Ok(data.len());
+        }
+        self.pending.extend_from_slice(data);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line[..end]);
+            let (priority, text) = line.split_once(' ').unwrap_or(("6", &line));
+            let priority = priority.parse().unwrap_or(libc::LOG_INFO);
+            if let Ok(text) = CString::new(text.replace('\0', "")) {
+                // SAFETY: "%s" with one valid C string argument.
+                unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) };
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The mountpoint must exist and be a directory; returns its canonical path.
@@ -364,15 +420,15 @@ fn serve(
         let _ = pipe.write_all(b"ok");
         drop(pipe);
         detach_stdio();
+        log_to_syslog();
     }
 
     let ended_tx = tx;
     let draining = Arc::clone(&mounted.draining);
-    let session = mounted.session;
     let joiner = std::thread::Builder::new()
         .name("ftpfs-session".into())
         .spawn(move || {
-            let _ = ended_tx.send(Event::Ended(session.join()));
+            let _ = ended_tx.send(Event::Ended(mounted.join()));
         });
     if let Err(e) = joiner {
         // Without a joiner we cannot notice an external unmount; still serve signals.
