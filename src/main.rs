@@ -413,8 +413,9 @@ fn serve(
         }
     };
     info!("mounted {} on {}", cfg.fsname, mountpoint.display());
-    // The connection id, for aborting it if a detached mount lingers (files held open).
-    let conn_id = fuse_connection_id(mountpoint);
+    // Our mount's device: to unmount only our own mount, and its minor is the FUSE
+    // connection id, for aborting the connection if a detached mount lingers.
+    let device = mount_device(mountpoint);
 
     if let Some(mut pipe) = notify.take() {
         let _ = pipe.write_all(b"ok");
@@ -442,8 +443,12 @@ fn serve(
         }
         Ok(Event::Signal(sig)) => {
             info!("signal {sig}: unmounting {}", mountpoint.display());
-            unmount_detached(mountpoint);
-            shut_down(&events, &draining, conn_id);
+            if device.is_some() && mount_device(mountpoint) == device {
+                unmount_detached(mountpoint);
+            } else {
+                debug!("{} is no longer our mount", mountpoint.display());
+            }
+            shut_down(&events, &draining, device.map(|(_, minor)| minor));
             Ok(())
         }
         Err(_) => Ok(()),
@@ -453,7 +458,7 @@ fn serve(
 /// After a detached unmount: wait for the session to end (uploads still running finish
 /// first). If files are still held open the kernel keeps the session alive; abort the FUSE
 /// connection then, and exit.
-fn shut_down(events: &Receiver<Event>, draining: &AtomicBool, conn_id: Option<u64>) {
+fn shut_down(events: &Receiver<Event>, draining: &AtomicBool, conn_id: Option<u32>) {
     const GRACE: Duration = Duration::from_secs(3);
     const DRAIN: Duration = Duration::from_secs(60);
     if wait_ended(events, Some(GRACE)) {
@@ -501,11 +506,48 @@ fn wait_ended(events: &Receiver<Event>, timeout: Option<Duration>) -> bool {
     }
 }
 
-/// The FUSE connection number of the mount (its device minor), as in /sys/fs/fuse/connections.
-fn fuse_connection_id(mountpoint: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata(mountpoint).ok()?.dev();
-    Some(u64::from(libc::minor(dev)))
+/// The device ("major:minor") of the topmost mount at `mountpoint`, from
+/// /proc/self/mountinfo (no request to our own filesystem, which may be stuck).
+/// For FUSE the minor is the connection number of /sys/fs/fuse/connections.
+fn mount_device(mountpoint: &Path) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mountpoint.as_os_str().as_bytes();
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let dev = fields.nth(2)?;
+            let point = fields.nth(1)?;
+            if unescape_mountinfo(point) != want {
+                return None;
+            }
+            let (major, minor) = dev.split_once(':')?;
+            Some((major.parse().ok()?, minor.parse().ok()?))
+        })
+        .last()
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let value = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Unmounts lazily (MNT_DETACH): works even while files are open (fuser 0.18 #686).
@@ -681,6 +723,16 @@ mod tests {
         ] {
             assert!(help.contains(needle), "help lacks {needle}");
         }
+    }
+
+    #[test]
+    fn mountinfo_parsing() {
+        assert_eq!(unescape_mountinfo(r"/mnt/a\040b\134c"), b"/mnt/a b\\c");
+        assert_eq!(unescape_mountinfo(r"\777"), [0o777u32 as u8]);
+        assert_eq!(unescape_mountinfo(r"/x\04"), b"/x\\04");
+        assert_eq!(mount_device(Path::new("/nonexistent/mountpoint")), None);
+        let root = mount_device(Path::new("/"));
+        assert!(root.is_some(), "/ is always mounted");
     }
 
     #[test]
