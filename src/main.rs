@@ -512,18 +512,16 @@ fn wait_ended(events: &Receiver<Event>, timeout: Option<Duration>) -> bool {
 fn mount_device(mountpoint: &Path) -> Option<(u32, u32)> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = mountpoint.as_os_str().as_bytes();
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(' ');
-            let dev = fields.nth(2)?;
-            let point = fields.nth(1)?;
-            if unescape_mountinfo(point) != want {
-                return None;
-            }
-            let (major, minor) = dev.split_once(':')?;
-            Some((major.parse().ok()?, minor.parse().ok()?))
-        })
-        .last()
+    text.lines().rev().find_map(|line| {
+        let mut fields = line.split(' ');
+        let dev = fields.nth(2)?;
+        let point = fields.nth(1)?;
+        if unescape_mountinfo(point) != want {
+            return None;
+        }
+        let (major, minor) = dev.split_once(':')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    })
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
