@@ -350,12 +350,9 @@ fn mount_through_mount_fuse3_and_umount() {
     let (dir, local) = common::scratch_dir(&server, "mount-t");
     fs::write(local.join("via-mount"), b"mount -t fuse.ftpfs\n").unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let bin_dir = Path::new(fsmount::binary()).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    // mount(8) runs helpers with a fixed PATH: ftpfs must be installed where it looks.
+    let _installed = fsmount::InstalledBinary::new();
+    let path = std::env::var("PATH").unwrap_or_default();
     let out = Command::new("timeout")
         .args(["30", "mount", "-t", "fuse.ftpfs"])
         .arg(fsmount::source(&server, &dir))

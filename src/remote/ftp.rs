@@ -250,9 +250,29 @@ impl Remote for FtpRemote {
 
     fn set_mtime(&self, path: &str, mtime: SystemTime) -> RemoteResult<()> {
         let server_path = self.server_path(path)?;
-        self.pool
-            .run(true, |c| c.set_mtime(&server_path, mtime))
-            .map_err(map_error)
+        let result = self.pool.run(true, |c| c.set_mtime(&server_path, mtime));
+        let err = match result {
+            Ok(()) => return Ok(()),
+            Err(e) => map_error(e),
+        };
+        if err.kind != RemoteErrorKind::NotFound {
+            return Err(err);
+        }
+        // vsftpd's `MDTM time path` works on files only and answers 550 for directories.
+        match self.find_in_parent(path) {
+            Ok(Some(entry)) if entry.kind == EntryKind::Dir => Err(RemoteError::new(
+                RemoteErrorKind::NotSupported,
+                format!(
+                    "the server cannot set times on directories: {}",
+                    err.message
+                ),
+            )),
+            Ok(Some(_)) => Err(RemoteError::new(
+                RemoteErrorKind::PermissionDenied,
+                err.message,
+            )),
+            _ => Err(err),
+        }
     }
 
     fn chmod(&self, path: &str, mode: u32) -> RemoteResult<()> {

@@ -47,8 +47,11 @@ pub fn source(server: &Server, remote_dir: &str) -> String {
 
 /// Default options for a test mount of `server`: its CA, a given TLS mode.
 pub fn options(server: &Server, tls: &str, extra: &str) -> String {
-    let mut o = format!("cafile={},timeout=20", server.cafile.display());
-    if server.tls != TlsKind::Implicit {
+    let mut o = String::from("timeout=20");
+    if tls != "off" {
+        o.push_str(&format!(",cafile={}", server.cafile.display()));
+    }
+    if server.tls != TlsKind::Implicit && !tls.is_empty() {
         o.push_str(&format!(",tls={tls}"));
     }
     if !extra.is_empty() {
@@ -189,4 +192,29 @@ pub fn sh_status(cmdline: &str) -> Output {
 /// Quotes a path for `sh -c`.
 pub fn q(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
+}
+
+/// `ftpfs` made reachable as /usr/local/bin/ftpfs for mount(8), removed again on drop
+/// (left alone if something else is installed there).
+pub struct InstalledBinary {
+    link: Option<PathBuf>,
+}
+
+impl InstalledBinary {
+    pub fn new() -> InstalledBinary {
+        let link = PathBuf::from("/usr/local/bin/ftpfs");
+        if link.symlink_metadata().is_ok() {
+            return InstalledBinary { link: None };
+        }
+        std::os::unix::fs::symlink(binary(), &link).expect("link ftpfs into /usr/local/bin");
+        InstalledBinary { link: Some(link) }
+    }
+}
+
+impl Drop for InstalledBinary {
+    fn drop(&mut self) {
+        if let Some(link) = &self.link {
+            let _ = std::fs::remove_file(link);
+        }
+    }
 }
