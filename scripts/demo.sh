@@ -24,8 +24,9 @@ BIN="$PWD/target/release/ftpfs"
 
 say "starting a local FTP server (vsftpd on 127.0.0.1:2121)"
 timeout 300 bash scripts/testbed.sh start >/dev/null
+ENV_FILE="$(bash scripts/testbed.sh env)"
 # shellcheck disable=SC1090
-. "$(bash scripts/testbed.sh env)"
+. "$ENV_FILE"
 ROOT="$VSFTPD_ROOT/demo"
 rm -rf "$ROOT"
 mkdir -p "$ROOT/photos 2026" "$ROOT/docs"
@@ -47,7 +48,7 @@ trap 'exit 0' INT TERM
 
 say "mounting ftp://$FTPFS_TEST_USER@127.0.0.1:$VSFTPD_PORT/demo on $MNT"
 mkdir -p "$MNT"
-FTPFS_PASSWORD="$(cat /run/ftpfs-testbed/password)" \
+FTPFS_PASSWORD="$(cat "$(dirname "$ENV_FILE")/password")" \
     "$BIN" "ftp://$FTPFS_TEST_USER@127.0.0.1:$VSFTPD_PORT/demo" "$MNT" -f \
     -o "cafile=$FTPFS_TEST_CAFILE" &
 DAEMON=$!
