@@ -31,6 +31,9 @@ pub struct OpenFile {
     /// An mtime set while changes were pending, applied after the upload (which would
     /// otherwise overwrite it), as `cp -p` does with futimens before close.
     pub pending_mtime: Mutex<Option<SystemTime>>,
+    /// Permission bits set while changes were pending (the file may not exist on the server
+    /// yet), applied after the upload.
+    pub pending_mode: Mutex<Option<u32>>,
     users: AtomicU64,
     writers: AtomicU64,
 }
@@ -133,6 +136,7 @@ impl Handles {
                     overlay: Mutex::new(None),
                     version: AtomicU64::new(0),
                     pending_mtime: Mutex::new(None),
+                    pending_mode: Mutex::new(None),
                     users: AtomicU64::new(0),
                     writers: AtomicU64::new(0),
                 })

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 use log::debug;
 use parking_lot::Mutex;
 
-use crate::remote::{Entry, EntryKind, Remote, RemoteErrorKind, WriteMode};
+use crate::remote::{Entry, EntryKind, Remote, RemoteErrorKind};
 use cache::{DirCache, Listing};
 pub use error::{FsError, FsResult};
 pub use handle::Fh;
@@ -329,6 +329,9 @@ impl Filesystem {
         if let Some(e) = listing.get(name) {
             return Ok(e.clone());
         }
+        if let Some(e) = self.pending_entry(path) {
+            return Ok(e);
+        }
         // A cached absence is trusted only for the (shorter) negative timeout.
         if fetched < started && fetched.elapsed() >= self.opts.negative_timeout {
             let (listing, _) = self.listing(parent, self.opts.negative_timeout)?;
@@ -337,6 +340,38 @@ impl Filesystem {
             }
         }
         Err(FsError::not_found(path))
+    }
+
+    /// A file created or written here whose content is not on the server yet (it may not
+    /// exist there at all): described from local state.
+    fn pending_entry(&self, path: &str) -> Option<Entry> {
+        let of = self.handles.find(self.inodes.find(path)?)?;
+        let (size, mtime) = (*of.overlay.lock())?;
+        Some(Entry {
+            name: split(path).1.to_string(),
+            kind: EntryKind::File,
+            size,
+            mtime: Some(mtime),
+            mode: *of.pending_mode.lock(),
+        })
+    }
+
+    /// Pending files (see `pending_entry`) directly in `dir` that `listing` lacks.
+    fn pending_children(&self, dir: &str, listing: &Listing) -> Vec<(String, Entry)> {
+        let mut out = Vec::new();
+        for of in self.handles.open_files() {
+            let Some(path) = self.inodes.path(of.ino) else {
+                continue;
+            };
+            let (parent, name) = split(&path);
+            if path == "/" || parent != dir || listing.contains_key(name) {
+                continue;
+            }
+            if let Some(e) = self.pending_entry(&path) {
+                out.push((name.to_string(), e));
+            }
+        }
+        out
     }
 
     /// Attributes of `ino` from a listing entry, with pending local writes applied.
@@ -466,7 +501,9 @@ impl Filesystem {
         if let Some(size) = changes.size {
             self.truncate(ino, &path, size)?;
         }
-        if let Some(mode) = changes.mode {
+        if let Some(mode) = changes.mode
+            && !self.defer_if_pending(ino, |of| *of.pending_mode.lock() = Some(mode & 0o7777))
+        {
             match self.remote.chmod(&path, mode & 0o7777) {
                 Ok(()) => {}
                 Err(e) if e.kind == RemoteErrorKind::NotSupported => {
@@ -474,6 +511,8 @@ impl Filesystem {
                 }
                 Err(e) => return Err(e.into()),
             }
+            self.update_entry(&path, |e| e.mode = Some(mode & 0o7777));
+        } else if let Some(mode) = changes.mode {
             self.update_entry(&path, |e| e.mode = Some(mode & 0o7777));
         }
         if let Some(mtime) = changes.mtime {
@@ -502,15 +541,25 @@ impl Filesystem {
         result
     }
 
+    /// If `ino` has changes awaiting upload, records a metadata change with `f` to be
+    /// applied after the upload (which would overwrite an mtime, and before which a new file
+    /// does not exist on the server) and returns true.
+    fn defer_if_pending(&self, ino: Ino, f: impl FnOnce(&OpenFile)) -> bool {
+        let Some(of) = self.handles.find(ino) else {
+            return false;
+        };
+        let content = of.content.lock();
+        if !content.is_dirty() {
+            return false;
+        }
+        f(&of);
+        of.refresh_overlay(&content);
+        true
+    }
+
     fn set_mtime(&self, ino: Ino, path: &str, mtime: SystemTime) -> FsResult<()> {
-        if let Some(of) = self.handles.find(ino) {
-            let content = of.content.lock();
-            if content.is_dirty() {
-                // The upload at close would overwrite it: apply after the upload.
-                *of.pending_mtime.lock() = Some(mtime);
-                of.refresh_overlay(&content);
-                return Ok(());
-            }
+        if self.defer_if_pending(ino, |of| *of.pending_mtime.lock() = Some(mtime)) {
+            return Ok(());
         }
         match self.remote.set_mtime(path, mtime) {
             Ok(()) => {}
@@ -561,13 +610,19 @@ impl Filesystem {
         Ok(self.attr(ino, &entry))
     }
 
-    /// Aborts pending writes of the file at `path` (it is being removed or replaced).
-    fn discard_writes(&self, path: &str) {
-        if let Some(of) = self.inodes.find(path).and_then(|i| self.handles.find(i)) {
-            let mut content = of.content.lock();
-            content.discard();
-            of.refresh_overlay(&content);
-        }
+    /// Aborts pending writes of the file at `path` (it is being removed or replaced);
+    /// returns whether there were any (the file may then not exist on the server).
+    fn discard_writes(&self, path: &str) -> bool {
+        let Some(of) = self.inodes.find(path).and_then(|i| self.handles.find(i)) else {
+            return false;
+        };
+        let mut content = of.content.lock();
+        let pending = content.is_dirty();
+        content.discard();
+        *of.pending_mode.lock() = None;
+        *of.pending_mtime.lock() = None;
+        of.refresh_overlay(&content);
+        pending
     }
 
     /// The file or directory at `path` is gone: forget it everywhere.
@@ -590,19 +645,18 @@ impl Filesystem {
         {
             return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
         }
-        self.discard_writes(&path);
-        let result = self.remote.delete(&path);
-        match result {
+        let pending = self.discard_writes(&path);
+        match self.remote.delete(&path) {
             Ok(()) => {
                 self.forget_path(&path);
                 Ok(())
             }
-            Err(e) => {
-                if e.kind == RemoteErrorKind::NotFound {
-                    self.forget_path(&path);
-                }
-                Err(e.into())
+            Err(e) if e.kind == RemoteErrorKind::NotFound => {
+                self.forget_path(&path);
+                // A file created here but never uploaded exists only locally.
+                if pending { Ok(()) } else { Err(e.into()) }
             }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -619,7 +673,7 @@ impl Filesystem {
             ));
         }
         let (listing, _) = self.listing(&path, self.opts.cache_timeout)?;
-        if !listing.is_empty() {
+        if !listing.is_empty() || !self.pending_children(&path, &listing).is_empty() {
             return Err(FsError::new(libc::ENOTEMPTY, format!("{path}: not empty")));
         }
         self.remote.rmdir(&path)?;
@@ -656,15 +710,16 @@ impl Filesystem {
         if flags & libc::RENAME_NOREPLACE != 0 && target.is_some() {
             return Err(FsError::new(libc::EEXIST, format!("{to} exists")));
         }
-        // An upload in progress goes to the old name: complete it first (for the file or
-        // anything below the directory), so the rename moves finished files on every server.
+        // Pending content (an upload in progress goes to the old name; a new file may not
+        // exist on the server yet) is uploaded first, for the file or anything below the
+        // directory, so the rename moves complete files on every server.
         let prefix = format!("{from}/");
         for of in self.handles.open_files() {
             let moving = self
                 .inodes
                 .path(of.ino)
                 .is_some_and(|p| p == from || p.starts_with(&prefix));
-            if moving && of.content.lock().is_streaming() {
+            if moving && of.content.lock().is_dirty() {
                 self.commit(&of).map_err(close_error)?;
             }
         }
@@ -793,34 +848,32 @@ impl Filesystem {
                 }
             };
         }
-        // Upload the empty file now: `touch` must create it, and other clients see it.
+        // The file is created lazily: its first upload (the streaming STOR of the first
+        // write, or an empty STOR at flush/release when nothing was written) creates it, so
+        // `cp` of many small files costs one data connection per file, not two. Until then
+        // it is a pending file: listed, looked up and stat'ed from local state (see
+        // `pending_entry`), and committed first by rename.
         self.discard_writes(&path);
-        self.remote
-            .open_write(&path, WriteMode::Truncate)
-            .and_then(|s| s.finish())?;
         let perm = mode & 0o7777;
-        let mut shown = None;
-        if perm != u32::from(self.opts.file_mode) && self.remote.capabilities().chmod {
-            match self.remote.chmod(&path, perm) {
-                Ok(()) => shown = Some(perm),
-                Err(e) => debug!("chmod {path}: {e}"),
-            }
-        }
+        let pending_mode = (perm != u32::from(self.opts.file_mode)
+            && self.remote.capabilities().chmod)
+            .then_some(perm);
         let entry = Entry {
             name: name.into(),
             kind: EntryKind::File,
             size: 0,
             mtime: Some(SystemTime::now()),
-            mode: shown,
+            mode: pending_mode,
         };
         self.insert_entry(&path, entry.clone());
         let ino = self.inodes.lookup(&path);
         self.opened.lock().remove(&ino);
         let of = self.handles.acquire(ino);
         {
-            // The server file is empty now: whatever was pending for this inode is moot.
             let mut content = of.content.lock();
             content.discard();
+            *content = Content::Empty;
+            *of.pending_mode.lock() = pending_mode;
             of.refresh_overlay(&content);
         }
         let fh = self.handles.add_file(ino, flags & !libc::O_TRUNC, of);
@@ -915,6 +968,15 @@ impl Filesystem {
         };
         match result {
             Ok(Some(_)) => {
+                let mode = of.pending_mode.lock().take();
+                if let Some(mode) = mode {
+                    match self.remote.chmod(&path, mode) {
+                        Ok(()) => {}
+                        Err(e) if e.kind == RemoteErrorKind::NotSupported => {}
+                        Err(e) => debug!("chmod {path} after upload: {e}"),
+                    }
+                    self.update_entry(&path, |e| e.mode = Some(mode));
+                }
                 let pending = of.pending_mtime.lock().take();
                 if let Some(mtime) = pending {
                     match self.remote.set_mtime(&path, mtime) {
@@ -999,10 +1061,11 @@ impl Filesystem {
         } else {
             self.inodes.ino_of(split(&path).0)
         };
-        let entries = listing
+        let mut entries: Vec<(String, Entry)> = listing
             .iter()
             .map(|(n, e)| (n.clone(), e.clone()))
             .collect();
+        entries.extend(self.pending_children(&path, &listing));
         Ok(self.handles.add_dir(DirHandle {
             ino,
             path,

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::remote::RemoteCapabilities;
 use crate::remote::faulty::FaultyRemote;
 use crate::remote::memory::{MemoryRemote, Op};
+use crate::remote::{RemoteCapabilities, WriteMode};
 
 fn n(s: &str) -> &OsStr {
     OsStr::new(s)
@@ -191,9 +191,9 @@ fn create_write_flush_is_visible() {
     let (attr, h) = fs
         .create(ROOT_INO, n("new"), 0o644, libc::O_WRONLY | libc::O_CREAT)
         .unwrap();
-    // Exists at once, on the server and in the listing.
-    assert_eq!(m.file("/new").unwrap(), b"");
+    // Listed at once; created on the server by its first upload (no extra round trip).
     assert_eq!(readdir_names(&fs, ROOT_INO), vec![".", "..", "new"]);
+    assert_eq!(m.total_calls(), 1);
     assert_eq!(fs.write(attr.ino, h.fh, 0, b"abc").unwrap(), 3);
     assert_eq!(fs.getattr(attr.ino).unwrap().size, 3);
     fs.flush(attr.ino, h.fh).unwrap();
@@ -421,11 +421,18 @@ fn permission_denied_on_open_write_is_eacces() {
     let f = Arc::new(FaultyRemote::new(m.clone()));
     let fs = Filesystem::new(f.clone(), opts());
     f.fail_always(Op::OpenWrite, RemoteErrorKind::PermissionDenied);
-    let err = fs
+    let (a, h) = fs
         .create(ROOT_INO, n("f"), 0o644, libc::O_WRONLY | libc::O_CREAT)
-        .unwrap_err();
-    assert_eq!(err.errno, libc::EACCES);
+        .unwrap();
+    assert_eq!(
+        fs.write(a.ino, h.fh, 0, b"x").unwrap_err().errno,
+        libc::EACCES
+    );
+    assert_eq!(fs.flush(a.ino, h.fh).unwrap_err().errno, libc::EACCES);
+    assert_eq!(fs.release(a.ino, h.fh).unwrap_err().errno, libc::EACCES);
+    // Never created: gone from our view too.
     assert_eq!(readdir_names(&fs, ROOT_INO), vec![".", ".."]);
+    assert_eq!(fs.lookup(ROOT_INO, n("f")).unwrap_err().errno, libc::ENOENT);
 }
 
 #[test]
@@ -990,6 +997,82 @@ fn large_sequential_read_is_fast_enough() {
     );
     eprintln!("64 MiB read in {:?}", started.elapsed());
     fs.release(f.ino, h.fh).unwrap();
+}
+
+#[test]
+fn pending_new_file_behaves_like_a_file() {
+    // Caching off: everything must come from the server or from local pending state.
+    let m = MemoryRemote::new();
+    let fs = Filesystem::new(
+        Arc::new(m.clone()),
+        FsOptions {
+            cache_timeout: Duration::ZERO,
+            negative_timeout: Duration::ZERO,
+            ..opts()
+        },
+    );
+    let d = fs.mkdir(ROOT_INO, n("d"), 0o755).unwrap();
+    let (a, h) = fs
+        .create(d.ino, n("new"), 0o600, libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    assert!(!m.exists("/d/new"));
+    assert_eq!(a.perm, 0o600);
+    assert_eq!(fs.lookup(d.ino, n("new")).unwrap().ino, a.ino);
+    assert_eq!(fs.getattr(a.ino).unwrap().size, 0);
+    assert_eq!(readdir_names(&fs, d.ino), vec![".", "..", "new"]);
+    assert_eq!(
+        fs.rmdir(ROOT_INO, n("d")).unwrap_err().errno,
+        libc::ENOTEMPTY
+    );
+    // tar: fchmod and futimens before close, on a file not yet on the server.
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_234_567_890);
+    let attr = fs
+        .setattr(
+            a.ino,
+            SetAttr {
+                mode: Some(0o640),
+                mtime: Some(t),
+                fh: Some(h.fh),
+                ..SetAttr::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((attr.perm, attr.mtime), (0o640, t));
+    fs.release(a.ino, h.fh).unwrap();
+    assert_eq!(m.file("/d/new").unwrap(), b"");
+    assert_eq!(m.meta("/d/new").unwrap(), (t, 0o640));
+
+    // Renaming or unlinking a file that exists only locally.
+    let (b, h) = fs
+        .create(d.ino, n("b"), 0o644, libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    fs.rename(d.ino, n("b"), d.ino, n("c"), 0).unwrap();
+    assert_eq!(m.file("/d/c").unwrap(), b"");
+    fs.write(b.ino, h.fh, 0, b"data").unwrap();
+    fs.release(b.ino, h.fh).unwrap();
+    assert_eq!(m.file("/d/c").unwrap(), b"data");
+    let (e, h) = fs
+        .create(d.ino, n("e"), 0o644, libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    fs.unlink(d.ino, n("e")).unwrap();
+    fs.release(e.ino, h.fh).unwrap();
+    assert!(!m.exists("/d/e"));
+    assert_eq!(fs.lookup(d.ino, n("e")).unwrap_err().errno, libc::ENOENT);
+}
+
+#[test]
+fn touch_costs_one_upload() {
+    let (m, fs) = setup();
+    fs.lookup(ROOT_INO, n("x")).unwrap_err();
+    m.reset_counters();
+    let (a, h) = fs
+        .create(ROOT_INO, n("x"), 0o644, libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    fs.flush(a.ino, h.fh).unwrap();
+    fs.release(a.ino, h.fh).unwrap();
+    assert_eq!(m.total_calls(), 1);
+    assert_eq!(m.open_write_calls(), 1);
+    assert!(m.exists("/x"));
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! States (`Content`):
 //! - `Remote`: nothing local; the server's file is the content.
-//! - `Empty`: truncated to zero locally; an empty upload is due.
+//! - `Empty`: truncated to zero locally, or created here and not uploaded yet; an empty
+//!   upload is due unless a write starts a stream first.
 //! - `Stream`: writes so far were sequential from the start of a new/truncated file (or
 //!   appends, when the server supports APPE); they go straight to an upload through a bounded
 //!   channel and a sender thread, so memory stays bounded and nothing touches the disk.
