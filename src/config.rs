@@ -35,18 +35,7 @@ pub const FTP_PORT: u16 = 21;
 /// Default port of `ftps://` (implicit TLS).
 pub const FTPS_PORT: u16 = 990;
 
-/// How the control and data connections use TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Plain FTP, never TLS (`tls=off`).
-    Off,
-    /// `AUTH TLS` when the server offers it in FEAT, plain otherwise (`tls=auto`, the default).
-    Auto,
-    /// `AUTH TLS` or fail (`tls=required`).
-    Required,
-    /// TLS from the first byte (`ftps://` or `tls=implicit`).
-    Implicit,
-}
+pub use crate::ftp::TlsMode;
 
 /// Everything the command line says about one mount, each field with its default.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -242,25 +242,14 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
 /// Builds the FTP remote and logs in once, so that a wrong password or an unreachable host
 /// fails here, before anything is mounted ("login failed for user bob at 127.0.0.1:21: 530
 /// Login incorrect.").
-///
-// INTEGRATION: written against main's FTP layer at 4a3e4dc (src/ftp/{pool,control,tls}.rs,
-// src/remote/ftp.rs), which is not in this branch: this compiles once cli is merged into main
-// (with fscore's src/fs and src/remote/memory.rs). Tested by hand against the testbed's
-// vsftpd, proftpd, pure-ftpd (explicit TLS) and vsftpd implicit TLS.
 fn build_remote(cfg: &MountConfig, password: Option<Secret>) -> Result<Arc<dyn Remote>, String> {
     use ftpfs::config::TlsMode;
     use ftpfs::ftp::pool::Purpose;
     use ftpfs::ftp::tls::{TlsContext, TlsSettings};
-    use ftpfs::ftp::{ConnectOptions, FtpError, Password, Pool, TlsMode as FtpTls};
+    use ftpfs::ftp::{ConnectOptions, FtpError, Password, Pool};
     use ftpfs::remote::ftp::FtpRemote;
 
     let address = cfg.address();
-    let tls_mode = match cfg.tls {
-        TlsMode::Off => FtpTls::Off,
-        TlsMode::Auto => FtpTls::Auto,
-        TlsMode::Required => FtpTls::Required,
-        TlsMode::Implicit => FtpTls::Implicit,
-    };
     let tls = match cfg.tls {
         TlsMode::Off => None,
         _ => Some(
@@ -283,7 +272,7 @@ fn build_remote(cfg: &MountConfig, password: Option<Secret>) -> Result<Arc<dyn R
             port: cfg.port,
             user: user.clone(),
             password,
-            tls_mode,
+            tls_mode: cfg.tls,
             tls,
             active: cfg.active,
             timeout: cfg.timeout,
@@ -318,9 +307,6 @@ fn build_remote(cfg: &MountConfig, password: Option<Secret>) -> Result<Arc<dyn R
 }
 
 /// The in-memory remote behind the hidden, test-only `-o memory_backend`.
-///
-// INTEGRATION: needs src/remote/memory.rs and src/fs/ from the fscore branch (not in this
-// branch; this file compiles once both branches are merged).
 fn build_memory_remote() -> Result<Arc<dyn Remote>, String> {
     Ok(Arc::new(ftpfs::remote::memory::MemoryRemote::new()))
 }

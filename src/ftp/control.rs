@@ -46,13 +46,13 @@ impl fmt::Debug for Password {
 /// How TLS is used on the control and data connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
-    /// Plain FTP.
+    /// Plain FTP, never TLS (`tls=off`).
     Off,
-    /// AUTH TLS when the server offers it, plain otherwise.
+    /// `AUTH TLS` when the server offers it, plain otherwise (`tls=auto`, the default).
     Auto,
-    /// AUTH TLS or fail; credentials are never sent in the clear.
+    /// `AUTH TLS` or fail; credentials are never sent in the clear (`tls=required`).
     Required,
-    /// TLS from the first byte (ftps://, usually port 990).
+    /// TLS from the first byte (`ftps://` or `tls=implicit`, usually port 990).
     Implicit,
 }
 

@@ -206,27 +206,26 @@ impl Pool {
 
     /// Closes all idle connections: after one broke they are likely dead too (server restart).
     pub fn drop_idle(&self) {
-        let idle: Vec<Control> = {
+        drop(self.take_idle());
+    }
+
+    /// Closes every idle connection politely (at unmount).
+    pub fn shutdown(&self) {
+        for conn in self.take_idle() {
+            conn.quit();
+        }
+    }
+
+    /// Removes every idle connection from the pool's accounting and hands them over.
+    fn take_idle(&self) -> Vec<Control> {
+        let idle = {
             let mut st = self.shared.state.lock();
             let idle = std::mem::take(&mut st.idle);
             st.open -= idle.len();
             idle
         };
         self.shared.changed.notify_all();
-        drop(idle);
-    }
-
-    /// Closes every idle connection politely (at unmount).
-    pub fn shutdown(&self) {
-        let idle: Vec<Control> = {
-            let mut st = self.shared.state.lock();
-            let idle = std::mem::take(&mut st.idle);
-            st.open -= idle.len();
-            idle
-        };
-        for conn in idle {
-            conn.quit();
-        }
+        idle
     }
 
     fn wrap(&self, conn: Control) -> PooledControl {
