@@ -13,13 +13,14 @@ use rustls::pki_types::ServerName;
 
 use super::data::{self, DataStream};
 use super::error::{FtpError, FtpResult};
-use super::listing::{self, Entry, ListingFormat};
+use super::listing::{self, Entry, ListingFormat, ListingParser};
 use super::reply::{Reply, read_reply};
 use super::time;
 use super::tls::{self, SessionConfig, TlsContext, TlsStream};
 
-/// Largest directory listing we accept, so a hostile server cannot exhaust memory.
-const MAX_LISTING_BYTES: usize = 512 * 1024 * 1024;
+/// Most listing text we read for one directory, so a hostile server cannot keep us busy
+/// forever (memory is bounded separately: entries plus one line).
+const MAX_LISTING_BYTES: usize = 1 << 30;
 
 /// A password that never shows in logs or Debug output.
 #[derive(Clone, Default)]
@@ -858,45 +859,37 @@ impl Control {
     /// argument to LIST is globbed or taken as options by some servers).
     pub fn list_dir(&mut self, path: &str) -> FtpResult<Vec<Entry>> {
         if self.features.mlst && !self.quirks.no_mlsd.load(Ordering::Relaxed) {
-            match self.read_listing(&format!("MLSD {path}")) {
+            match self.read_listing(&format!("MLSD {path}"), ListingFormat::Mlsd) {
                 Err(FtpError::Reply {
                     code: 500 | 502 | 504,
                     ..
                 }) => {
                     self.quirks.no_mlsd.store(true, Ordering::Relaxed);
                 }
-                Ok(data) => {
-                    return Ok(listing::parse_listing(
-                        &data,
-                        ListingFormat::Mlsd,
-                        SystemTime::now(),
-                    ));
-                }
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
         self.expect(&format!("CWD {path}"), |c| c == 250)?;
-        let data = self.read_listing("LIST -a")?;
-        Ok(listing::parse_listing(
-            &data,
-            ListingFormat::List,
-            SystemTime::now(),
-        ))
+        self.read_listing("LIST -a", ListingFormat::List)
     }
 
-    fn read_listing(&mut self, command: &str) -> FtpResult<Vec<u8>> {
+    /// Runs a listing command and parses the data as it arrives (memory: the entries plus
+    /// one line), up to `MAX_LISTING_BYTES` of listing text.
+    fn read_listing(&mut self, command: &str, format: ListingFormat) -> FtpResult<Vec<Entry>> {
         let mut transfer = self.start_transfer(command, 0)?;
-        let mut data = Vec::new();
+        let mut parser = ListingParser::new(format, SystemTime::now());
+        let mut total = 0usize;
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
             match transfer.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if data.len() + n > MAX_LISTING_BYTES {
+                    total += n;
+                    if total > MAX_LISTING_BYTES {
                         let _ = self.finish_download(transfer, false);
                         return Err(FtpError::Protocol("directory listing too large".into()));
                     }
-                    data.extend_from_slice(&chunk[..n]);
+                    parser.feed(&chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -907,7 +900,7 @@ impl Control {
             }
         }
         self.finish_download(transfer, true)?;
-        Ok(data)
+        Ok(parser.finish())
     }
 
     /// Describes one path with MLST; `None` if the server lacks MLST.
