@@ -13,7 +13,7 @@ use rustls::pki_types::ServerName;
 
 use super::data::{self, DataStream};
 use super::error::{FtpError, FtpResult};
-use super::listing::{self, Entry, ListingFormat, ListingParser};
+use super::listing::{self, Entry, EntryKind, ListingFormat, ListingParser};
 use super::reply::{Reply, read_reply};
 use super::time;
 use super::tls::{self, SessionConfig, TlsContext, TlsStream};
@@ -866,11 +866,35 @@ impl Control {
                 }) => {
                     self.quirks.no_mlsd.store(true, Ordering::Relaxed);
                 }
-                other => return other,
+                Ok(entries) => return self.fill_symlink_targets(path, entries),
+                Err(e) => return Err(e),
             }
         }
         self.expect(&format!("CWD {path}"), |c| c == 250)?;
         self.read_listing("LIST -a", ListingFormat::List)
+    }
+
+    /// proftpd and pure-ftpd name no target for symlinks in MLSD; their LIST does
+    /// (`name -> target`). One extra listing, only for directories that hold such links.
+    fn fill_symlink_targets(
+        &mut self,
+        path: &str,
+        mut entries: Vec<Entry>,
+    ) -> FtpResult<Vec<Entry>> {
+        let unknown = |e: &Entry| matches!(e.kind, EntryKind::Symlink { target: None });
+        if !entries.iter().any(unknown) {
+            return Ok(entries);
+        }
+        self.expect(&format!("CWD {path}"), |c| c == 250)?;
+        let long = self.read_listing("LIST -a", ListingFormat::List)?;
+        for entry in entries.iter_mut().filter(|e| unknown(e)) {
+            let target = long.iter().find_map(|l| match &l.kind {
+                EntryKind::Symlink { target } if l.name == entry.name => target.clone(),
+                _ => None,
+            });
+            entry.kind = EntryKind::Symlink { target };
+        }
+        Ok(entries)
     }
 
     /// Runs a listing command and parses the data as it arrives (memory: the entries plus
@@ -1125,5 +1149,30 @@ mod tests {
     fn password_is_hidden_from_debug() {
         let opts = format!("{:?}", Password::new("hunter2"));
         assert!(!opts.contains("hunter2"));
+    }
+}
+
+/// FEAT replies captured from the Debian 12 servers (tests/fixtures/servers).
+#[cfg(test)]
+mod captured_feat_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Features {
+        Features::parse(&read_reply(&mut io::Cursor::new(text.as_bytes().to_vec())).unwrap())
+    }
+
+    #[test]
+    fn captured_servers() {
+        let vsftpd = parse(include_str!("../../tests/fixtures/servers/vsftpd/feat.txt"));
+        assert!(vsftpd.auth_tls && vsftpd.epsv && vsftpd.mdtm && vsftpd.size && vsftpd.utf8);
+        assert!(!vsftpd.mlst && !vsftpd.mfmt);
+        let proftpd = parse(include_str!(
+            "../../tests/fixtures/servers/proftpd/feat.txt"
+        ));
+        assert!(proftpd.auth_tls && proftpd.mlst && proftpd.mfmt && proftpd.rest_stream);
+        let pure = parse(include_str!(
+            "../../tests/fixtures/servers/pure-ftpd/feat.txt"
+        ));
+        assert!(pure.auth_tls && pure.mlst && pure.mfmt && pure.epsv && pure.utf8);
     }
 }

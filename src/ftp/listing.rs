@@ -1866,3 +1866,111 @@ mod tests {
         }
     }
 }
+
+/// The captured listings of tests/fixtures/servers (see its README): the same directory as
+/// each Debian 12 server lists it.
+#[cfg(test)]
+mod captured_server_tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// The capture was made on 2026-11-22 at 04:44 UTC; LIST's year-less dates need that.
+    fn capture_time() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_795_322_640)
+    }
+
+    fn check(entries: &[Entry], server: &str, has_mtime_seconds: bool) {
+        let find = |n: &str| {
+            entries
+                .iter()
+                .find(|e| e.name == n)
+                .unwrap_or_else(|| panic!("{server}: {n} missing from {entries:?}"))
+        };
+        assert_eq!(entries.len(), 6, "{server}: . and .. dropped: {entries:?}");
+        assert_eq!(find("plain.txt").size, 12);
+        assert_eq!(find("plain.txt").kind, EntryKind::File);
+        assert_eq!(find("file with spaces.txt").size, 700);
+        assert_eq!(find("héllo wörld ☃.txt").size, 10);
+        assert_eq!(find(".hidden").size, 4);
+        assert_eq!(find("subdir").kind, EntryKind::Dir);
+        assert!(matches!(
+            find("link-to-plain").kind,
+            EntryKind::Symlink { .. }
+        ));
+        // 2019-03-04 05:06:07 UTC; LIST shows only the date for old files.
+        let plain = find("plain.txt").mtime.expect("mtime");
+        let secs = plain.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        if has_mtime_seconds {
+            assert_eq!(secs, 1_551_675_967, "{server}");
+        } else {
+            assert_eq!(secs, 1_551_657_600, "{server}: midnight of 2019-03-04");
+        }
+        let leap = find("héllo wörld ☃.txt").mtime.expect("mtime");
+        assert!(
+            leap >= UNIX_EPOCH + Duration::from_secs(1_709_164_800),
+            "{server}: 2024-02-29"
+        );
+    }
+
+    #[test]
+    fn vsftpd_list() {
+        let data = include_bytes!("../../tests/fixtures/servers/vsftpd/list-a.txt");
+        let entries = parse_listing(data, ListingFormat::List, capture_time());
+        check(&entries, "vsftpd", false);
+        let link = entries.iter().find(|e| e.name == "link-to-plain").unwrap();
+        assert_eq!(
+            link.kind,
+            EntryKind::Symlink {
+                target: Some("plain.txt".into())
+            }
+        );
+    }
+
+    #[test]
+    fn proftpd_list_and_mlsd() {
+        let list = include_bytes!("../../tests/fixtures/servers/proftpd/list-a.txt");
+        check(
+            &parse_listing(list, ListingFormat::List, capture_time()),
+            "proftpd LIST",
+            false,
+        );
+        let mlsd = include_bytes!("../../tests/fixtures/servers/proftpd/mlsd.txt");
+        let entries = parse_listing(mlsd, ListingFormat::Mlsd, capture_time());
+        check(&entries, "proftpd MLSD", true);
+        let plain = entries.iter().find(|e| e.name == "plain.txt").unwrap();
+        assert_eq!(plain.mode, Some(0o644));
+    }
+
+    #[test]
+    fn pureftpd_list_and_mlsd() {
+        let list = include_bytes!("../../tests/fixtures/servers/pure-ftpd/list-a.txt");
+        check(
+            &parse_listing(list, ListingFormat::List, capture_time()),
+            "pure-ftpd LIST",
+            false,
+        );
+        let mlsd = include_bytes!("../../tests/fixtures/servers/pure-ftpd/mlsd.txt");
+        check(
+            &parse_listing(mlsd, ListingFormat::Mlsd, capture_time()),
+            "pure-ftpd MLSD",
+            true,
+        );
+    }
+
+    #[test]
+    fn mlst_replies() {
+        for server in ["proftpd", "pure-ftpd"] {
+            let text = match server {
+                "proftpd" => include_str!("../../tests/fixtures/servers/proftpd/mlst.txt"),
+                _ => include_str!("../../tests/fixtures/servers/pure-ftpd/mlst.txt"),
+            };
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(' '))
+                .expect("entry line");
+            let entry = parse_mlst_line(line).expect("parses");
+            assert_eq!(entry.name, "plain.txt", "{server}");
+            assert_eq!(entry.size, 12, "{server}");
+        }
+    }
+}
