@@ -205,12 +205,6 @@ impl Write for Transfer {
     }
 }
 
-/// The socket a data connection comes from before it is established.
-enum PendingData {
-    Connected(TcpStream),
-    Listening(TcpListener),
-}
-
 /// A logged-in control connection.
 pub struct Control {
     io: BufReader<Transport>,
@@ -433,10 +427,14 @@ impl Control {
     }
 
     fn send(&mut self, line: &str) -> FtpResult<()> {
-        if line.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            return Err(FtpError::InvalidName(
-                "names with CR, LF or NUL cannot be sent over FTP".into(),
-            ));
+        self.send_lines(&[line])
+    }
+
+    /// Sends several commands in one write (pipelining, RFC 959 allows it): their replies
+    /// come back in order, and one round trip is saved per extra command.
+    fn send_lines(&mut self, lines: &[&str]) -> FtpResult<()> {
+        for line in lines {
+            check_name(line)?;
         }
         if self.broken {
             return Err(FtpError::Io(io::Error::new(
@@ -444,14 +442,16 @@ impl Control {
                 "connection is closed",
             )));
         }
-        if line.starts_with("PASS ") {
-            log::debug!("-> PASS ***");
-        } else {
-            log::debug!("-> {line}");
+        let mut bytes = Vec::new();
+        for line in lines {
+            if line.starts_with("PASS ") {
+                log::debug!("-> PASS ***");
+            } else {
+                log::debug!("-> {line}");
+            }
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
         }
-        let mut bytes = Vec::with_capacity(line.len() + 2);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
         let transport = self.io.get_mut();
         let result = transport.write_all(&bytes).and_then(|_| transport.flush());
         if let Err(e) = result {
@@ -491,39 +491,44 @@ impl Control {
         }
     }
 
-    /// Opens the data connection's socket: connected (passive) or listening (active).
-    fn open_data_socket(&mut self) -> FtpResult<PendingData> {
-        if self.opts.active {
-            let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))?;
-            listener.set_nonblocking(true)?;
-            let addr = listener.local_addr()?;
-            self.expect(&data::active_command(addr), |c| c == 200)?;
-            return Ok(PendingData::Listening(listener));
-        }
-        let target = self.passive_address()?;
-        let sock = TcpStream::connect_timeout(&target, self.opts.timeout)?;
-        data::set_timeouts(&sock, self.opts.timeout)?;
-        Ok(PendingData::Connected(sock))
+    /// Opens our listening socket for active mode and announces it (PORT/EPRT).
+    fn listen_for_data(&mut self) -> FtpResult<TcpListener> {
+        let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        self.expect(&data::active_command(addr), |c| c == 200)?;
+        Ok(listener)
     }
 
-    /// Asks for a passive port: EPSV, else PASV (remembered per server).
-    fn passive_address(&mut self) -> FtpResult<SocketAddr> {
+    /// Asks for a passive port (EPSV, else PASV, remembered per server) and sets the restart
+    /// offset. EPSV and REST travel together, so this costs one round trip.
+    fn passive_address(&mut self, offset: u64) -> FtpResult<SocketAddr> {
+        let rest = format!("REST {offset}");
         if !self.quirks.no_epsv.load(Ordering::Relaxed) {
-            let reply = self.cmd("EPSV")?;
-            if reply.code == 229 {
-                if let Some(port) = data::parse_epsv(&reply.text()) {
-                    return Ok(SocketAddr::new(self.peer.ip(), port));
+            if offset > 0 {
+                self.send_lines(&["EPSV", &rest])?;
+            } else {
+                self.send("EPSV")?;
+            }
+            let epsv = self.read()?;
+            let rest_reply = if offset > 0 { Some(self.read()?) } else { None };
+            if epsv.code == 229 {
+                let Some(port) = data::parse_epsv(&epsv.text()) else {
+                    self.broken = true;
+                    return Err(FtpError::Protocol(format!(
+                        "unreadable EPSV reply: {}",
+                        epsv.text()
+                    )));
+                };
+                if let Some(reply) = rest_reply.filter(|r| r.code != 350) {
+                    return Err(refusal("REST", &reply));
                 }
-                self.broken = true;
-                return Err(FtpError::Protocol(format!(
-                    "unreadable EPSV reply: {}",
-                    reply.text()
-                )));
+                return Ok(SocketAddr::new(self.peer.ip(), port));
             }
-            if reply.code == 421 {
-                return Err(refusal("EPSV", &reply));
+            if epsv.code == 421 {
+                return Err(refusal("EPSV", &epsv));
             }
-            log::debug!("EPSV refused ({}); using PASV from now on", reply.code);
+            log::debug!("EPSV refused ({}); using PASV from now on", epsv.code);
             self.quirks.no_epsv.store(true, Ordering::Relaxed);
         }
         let reply = self.expect("PASV", |c| c == 227)?;
@@ -534,6 +539,9 @@ impl Control {
                 reply.text()
             )));
         };
+        if offset > 0 {
+            self.expect(&rest, |c| c == 350)?;
+        }
         // Servers behind NAT announce private or 0.0.0.0 addresses: the peer is the truth.
         let ip = if self.opts.trust_pasv_ip && !ip.is_unspecified() {
             ip.into()
@@ -549,17 +557,24 @@ impl Control {
         if self.needs_fresh_session() {
             self.reconnect()?;
         }
-        let pending = self.open_data_socket()?;
-        if offset > 0 {
-            self.expect(&format!("REST {offset}"), |c| c == 350)?;
-        }
-        self.send(command)?;
+        check_name(command)?;
         let mut first_reply: Option<Reply> = None;
-        let sock = match pending {
-            PendingData::Connected(sock) => sock,
-            PendingData::Listening(listener) => {
-                self.accept_data(&listener, command, &mut first_reply)?
+        let sock = if self.opts.active {
+            let listener = self.listen_for_data()?;
+            if offset > 0 {
+                self.expect(&format!("REST {offset}"), |c| c == 350)?;
             }
+            self.send(command)?;
+            self.accept_data(&listener, command, &mut first_reply)?
+        } else {
+            let target = self.passive_address(offset)?;
+            // The command goes out first and the connection is made while it travels: the
+            // server accepts once it has the command, so both take one round trip together.
+            self.send(command)?;
+            let sock = TcpStream::connect_timeout(&target, self.opts.timeout)
+                .inspect_err(|_| self.broken = true)?;
+            data::set_timeouts(&sock, self.opts.timeout)?;
+            sock
         };
         let stream = match self.data_tls.clone() {
             Some((session, name)) => {
