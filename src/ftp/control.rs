@@ -258,16 +258,44 @@ impl Control {
             control.auth_tls(&session.config, name)?;
         }
         control.login()?;
-        if let Some(config) = tls_config
-            && control.is_tls()
-        {
-            control.expect("PBSZ 0", |c| c == 200)?;
-            control.expect("PROT P", |c| c == 200)?;
-            control.data_tls = Some(config);
+        let protect = tls_config.is_some() && control.is_tls();
+        control.prepare_session(protect)?;
+        if protect {
+            control.data_tls = tls_config;
         }
-        control.discover_features()?;
-        control.expect("TYPE I", |c| c == 200)?;
         Ok(control)
+    }
+
+    /// After login: data protection (PBSZ 0, PROT P) when under TLS, FEAT, UTF-8 names and
+    /// binary transfers, all in one write; one round trip instead of five.
+    fn prepare_session(&mut self, protect: bool) -> FtpResult<()> {
+        let mut lines = Vec::with_capacity(5);
+        if protect {
+            lines.extend(["PBSZ 0", "PROT P"]);
+        }
+        // OPTS UTF8 ON goes out whether or not FEAT will list UTF8: a server without it just
+        // refuses, and names then travel as the same raw bytes anyway.
+        lines.extend(["FEAT", "OPTS UTF8 ON", "TYPE I"]);
+        self.send_lines(&lines)?;
+        let mut failure = None;
+        for line in &lines {
+            let reply = self.read()?;
+            let ok = match *line {
+                "FEAT" => {
+                    if reply.code == 211 {
+                        self.features = Features::parse(&reply);
+                    }
+                    true
+                }
+                "OPTS UTF8 ON" => true,
+                _ => reply.code == 200,
+            };
+            if !ok && failure.is_none() {
+                failure = Some(refusal(line, &reply));
+            }
+        }
+        self.last_used = Instant::now();
+        failure.map_or(Ok(()), Err)
     }
 
     /// Whether the control connection is encrypted.
@@ -396,18 +424,6 @@ impl Control {
                 text: reply.text(),
             }),
         }
-    }
-
-    fn discover_features(&mut self) -> FtpResult<()> {
-        let reply = self.cmd("FEAT")?;
-        if reply.code == 211 {
-            self.features = Features::parse(&reply);
-        }
-        if self.features.utf8 {
-            // Failure is harmless: names then go through as raw bytes anyway.
-            let _ = self.cmd("OPTS UTF8 ON")?;
-        }
-        Ok(())
     }
 
     fn read(&mut self) -> FtpResult<Reply> {
