@@ -393,6 +393,16 @@ fn read_loop(conn: Arc<Conn>, dir: Dir, mut filter: Box<dyn Filter>) {
             return;
         }
         let eof = match (&*src).read(&mut buf) {
+            Ok(0) if conn.local_stall() == Some(true) => {
+                // Stalled for good: the FIN would never be delivered, so end it all now.
+                log::info!(
+                    "{} connection #{}: peer closed while stalled; resetting",
+                    conn.kind(),
+                    conn.id
+                );
+                conn.reset();
+                return;
+            }
             Ok(0) => {
                 filter.finish(&conn, &mut out);
                 out.push(Item::Eof);
