@@ -310,7 +310,7 @@ pub fn random_drop(rng: &mut Rng, rate: f64, is_control: bool) -> Option<RandomD
         return None;
     }
     Some(if is_control {
-        if rng.next_u64() % 2 == 0 {
+        if rng.next_u64().is_multiple_of(2) {
             RandomDrop::AtReply(rng.range(1, 12))
         } else {
             RandomDrop::AtCommand(rng.range(1, 12))

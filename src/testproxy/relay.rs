@@ -354,10 +354,10 @@ impl Conn {
             }
             let (n, fault) = self.account((bytes.len() - off).min(piece));
             if n > 0 {
-                if let Some(b) = bucket {
-                    if !self.sleep_until(Instant::now() + b.take(n)) {
-                        return false;
-                    }
+                if let Some(b) = bucket
+                    && !self.sleep_until(Instant::now() + b.take(n))
+                {
+                    return false;
                 }
                 if let Err(e) = self.write_all(self.dest(dir), &bytes[off..off + n]) {
                     if self.alive() {
