@@ -251,6 +251,31 @@ fn stall_fault_on_data_holds_the_client_and_ends_when_it_gives_up() {
 }
 
 #[test]
+fn stall_fault_for_a_while_delays_but_completes_the_download() {
+    let s = common::server("vsftpd");
+    let (remote, bytes) = dir_with_file(&s, "px-stallfor", 300_000);
+    let rule = "stall:data:after-bytes=50000:for-ms=1000"
+        .parse()
+        .expect("rule");
+    let (proxy, via) = proxied(&s, |c| c.faults = vec![rule]);
+    let start = Instant::now();
+    let got = curl_get(&via, &format!("{remote}/f.bin")).expect("download after the stall");
+    assert!(got == bytes);
+    assert!(start.elapsed() >= Duration::from_millis(1000));
+    assert_eq!(proxy.stats().faults_injected, 1);
+}
+
+#[test]
+fn drop_control_after_bytes_breaks_the_login() {
+    let s = common::server("proftpd");
+    let (remote, _) = dir_with_file(&s, "px-dropctl", 10);
+    let rule = "drop:control:after-bytes=60".parse().expect("rule");
+    let (proxy, via) = proxied(&s, |c| c.faults = vec![rule]);
+    curl_list(&via, &remote).expect_err("listing with the control connection reset");
+    assert_eq!(proxy.stats().faults_injected, 1);
+}
+
+#[test]
 fn random_drops_are_seeded_and_break_sessions() {
     let s = common::server("proftpd");
     let (remote, _) = dir_with_file(&s, "px-random", 1000);
@@ -341,6 +366,21 @@ fn tls_control_passes_through_unchanged() {
     assert!(
         stats.bytes_to_client > 1000,
         "TLS handshake went through: {stats:?}"
+    );
+}
+
+#[test]
+fn implicit_tls_passes_through_unchanged() {
+    let s = common::server("implicit");
+    let (remote, bytes) = dir_with_file(&s, "px-implicit", 20_000);
+    let (proxy, via) = proxied(&s, |_| {});
+    let got = curl_get(&via, &format!("{remote}/f.bin")).expect("implicit FTPS through proxy");
+    assert!(got == bytes);
+    let stats = proxy.stats();
+    assert_eq!(
+        (stats.passive_rewrites, stats.data_connections),
+        (0, 0),
+        "{stats:?}"
     );
 }
 
