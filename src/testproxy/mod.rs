@@ -20,6 +20,26 @@
 //!   (from `active_source` if set, to play "a data connection from the wrong address").
 //! - A `227` reply's address is ignored: data goes to the upstream host, as clients should do.
 //!
+//! From a Rust test:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ftpfs::testproxy::{Proxy, ProxyConfig};
+//! use std::time::Duration;
+//!
+//! let mut config = ProxyConfig::new("127.0.0.1:2121".parse()?);
+//! config.delay = Duration::from_millis(10); // 20 ms RTT
+//! config.faults.push("drop:data:after-bytes=100000:times=1".parse()?);
+//! let proxy = Proxy::start(config)?;
+//! let url = format!("ftp://{}/", proxy.addr()); // point the client here
+//! proxy.set_stalled(true); // freeze the network ...
+//! proxy.set_stalled(false); // ... and thaw it
+//! proxy.drop_all(); // reset every open connection
+//! println!("{url}: {:?}", proxy.stats());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Threads: one accepting, four per connection (a reader and a writer per direction), one
 //! per pending data listener, one watching the control file. All waits are bounded (at most
 //! ~200 ms between looks at their state) and every thread ends when its connection does.
