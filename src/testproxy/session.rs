@@ -5,6 +5,7 @@
 //! Once the session speaks TLS (a `234` reply to AUTH, or TLS from the first byte) nothing
 //! can be read any more: both directions pass through unchanged from then on.
 
+use parking_lot::{Condvar, Mutex};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,47 @@ const DATA_ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A line longer than this is not FTP: stop parsing and pass bytes through.
 const MAX_LINE: usize = 64 * 1024;
 
+/// How long a reply that starts an active-mode transfer waits for the proxy's onward
+/// connection to the client.
+const GATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An active-mode data connection being set up. The server connects to the proxy at once (the
+/// kernel accepts for us), so it may send the data and `226` before the proxy has connected on
+/// to the client; a client that sees `226` before any data connection gives up. So the
+/// `150`/`125` that starts the transfer is held until the onward connection is made, which
+/// keeps the order a real network has.
+struct Gate {
+    open: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock() = true;
+        self.cv.notify_all();
+    }
+
+    /// Wait until open, at most `timeout`, giving up early when `alive` says so.
+    /// True if it opened.
+    fn wait(&self, timeout: Duration, alive: impl Fn() -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        let mut g = self.open.lock();
+        while !*g && alive() && Instant::now() < end {
+            self.cv.wait_for(&mut g, Duration::from_millis(100));
+        }
+        *g
+    }
+}
+
+/// Opens its gate when dropped, so every way out of the data setup opens it.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
 /// What both directions of one control connection know about it.
 struct Session {
     shared: Arc<Shared>,
@@ -36,6 +78,8 @@ struct Session {
     upstream_local: SocketAddr,
     /// Set once the session is encrypted: no more parsing.
     raw: AtomicBool,
+    /// The active-mode data connection of the last PORT/EPRT, while it is set up.
+    gate: Mutex<Option<Arc<Gate>>>,
 }
 
 /// Serve one accepted client: connect to the server, start relaying with FTP filters.
@@ -61,6 +105,7 @@ pub fn serve_client(shared: Arc<Shared>, client: TcpStream) {
         client_local,
         upstream_local,
         raw: AtomicBool::new(false),
+        gate: Mutex::new(None),
     });
     let conn = Conn::new(shared, true, client, server);
     log::debug!("control #{}: client {peer:?}", conn.id);
@@ -252,7 +297,13 @@ impl CommandFilter {
         let shared = Arc::clone(&self.session.shared);
         let source = shared.active_source;
         let id = conn.id;
+        let gate = Arc::new(Gate {
+            open: Mutex::new(false),
+            cv: Condvar::new(),
+        });
+        *self.session.gate.lock() = Some(Arc::clone(&gate));
         let job = move || {
+            let _open = OpenOnDrop(gate);
             let Some(server) = accept_logged(&shared, &listener, id) else {
                 return;
             };
@@ -317,6 +368,14 @@ impl ReplyFilter {
                 let why = format!("random drop at reply {}", self.replies);
                 out.push(Item::Fire(FaultAction::Drop, why));
                 return Next::Discard;
+            }
+            if matches!(info.code, Some(125 | 150)) {
+                let gate = self.session.gate.lock().take();
+                if let Some(gate) = gate
+                    && !gate.wait(GATE_TIMEOUT, || conn.alive())
+                {
+                    log::debug!("control #{}: active data not connected in time", conn.id);
+                }
             }
             if let Some(code) = info.code {
                 let rules: Vec<_> =
