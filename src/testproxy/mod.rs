@@ -18,6 +18,8 @@
 //! - **Active mode** is proxied: `PORT`/`EPRT` are rewritten to a proxy listener on the
 //!   server side; when the server connects, the proxy connects on to the client's address
 //!   (from `active_source` if set, to play "a data connection from the wrong address").
+//!   The `150`/`125` that starts an active transfer is held until that onward connection
+//!   exists, as on a real network (the server's connect to the proxy succeeds at once).
 //! - A `227` reply's address is ignored: data goes to the upstream host, as clients should do.
 //!
 //! From a Rust test:
