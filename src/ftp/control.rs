@@ -587,10 +587,13 @@ impl Control {
             // The command goes out first and the connection is made while it travels: the
             // server accepts once it has the command, so both take one round trip together.
             self.send(command)?;
-            let sock = TcpStream::connect_timeout(&target, self.opts.timeout)
-                .inspect_err(|_| self.broken = true)?;
-            data::set_timeouts(&sock, self.opts.timeout)?;
-            sock
+            match TcpStream::connect_timeout(&target, self.opts.timeout) {
+                Ok(sock) => {
+                    data::set_timeouts(&sock, self.opts.timeout)?;
+                    sock
+                }
+                Err(e) => return Err(self.data_connect_failed(command, e)),
+            }
         };
         let stream = match self.data_tls.clone() {
             Some((session, name)) => {
@@ -623,6 +626,20 @@ impl Control {
         }
         stream.abandon();
         Err(refusal(command, &reply))
+    }
+
+    /// The data connection could not be made after the command went out. A server that
+    /// refused the command (550) closes its passive port at once, so its reply is the real
+    /// reason; anything else leaves the reply sequence unknown and the connection unusable.
+    fn data_connect_failed(&mut self, command: &str, err: io::Error) -> FtpError {
+        let mut slot = None;
+        match self.note_first_reply(command, &mut slot) {
+            Err(refusal @ FtpError::Reply { .. }) => refusal,
+            _ => {
+                self.broken = true;
+                FtpError::Io(err)
+            }
+        }
     }
 
     /// Waits for the server's connection in active mode, or for its refusal on the control
