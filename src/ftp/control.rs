@@ -18,6 +18,9 @@ use super::reply::{Reply, read_reply};
 use super::time;
 use super::tls::{self, SessionConfig, TlsContext, TlsStream};
 
+/// How long a passive port opened ahead of need is trusted to still be listening.
+const ARMED_PORT_FRESH: Duration = Duration::from_secs(5);
+
 /// Most listing text we read for one directory, so a hostile server cannot keep us busy
 /// forever (memory is bounded separately: entries plus one line).
 const MAX_LISTING_BYTES: usize = 1 << 30;
@@ -217,6 +220,10 @@ pub struct Control {
     data_tls: Option<(SessionConfig, ServerName<'static>)>,
     broken: bool,
     last_used: Instant,
+    /// An EPSV sent ahead of need (after the last transfer) whose reply is still unread.
+    epsv_in_flight: bool,
+    /// A passive port the server opened for our next transfer, and when.
+    armed_port: Option<(u16, Instant)>,
 }
 
 impl Control {
@@ -250,6 +257,8 @@ impl Control {
             data_tls: None,
             broken: false,
             last_used: Instant::now(),
+            epsv_in_flight: false,
+            armed_port: None,
         };
         control.read_welcome()?;
         if matches!(opts.tls_mode, TlsMode::Auto | TlsMode::Required)
@@ -295,6 +304,9 @@ impl Control {
             }
         }
         self.last_used = Instant::now();
+        if failure.is_none() {
+            self.arm_passive();
+        }
         failure.map_or(Ok(()), Err)
     }
 
@@ -452,6 +464,18 @@ impl Control {
         for line in lines {
             check_name(line)?;
         }
+        self.settle_passive()?;
+        let verb = lines
+            .first()
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("");
+        if !matches!(
+            verb,
+            "REST" | "RETR" | "STOR" | "APPE" | "MLSD" | "LIST" | "CWD"
+        ) {
+            // Only transfer-related commands are known to leave a passive port open.
+            self.armed_port = None;
+        }
         if self.broken {
             return Err(FtpError::Io(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -507,6 +531,47 @@ impl Control {
         }
     }
 
+    /// Sends EPSV for the next transfer now, without waiting: its reply is read when the
+    /// next command goes out, so a transfer that follows soon skips that round trip.
+    fn arm_passive(&mut self) {
+        if self.opts.active
+            || self.broken
+            || self.epsv_in_flight
+            || self.quirks.no_epsv.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        log::debug!("-> EPSV (ahead of the next transfer)");
+        let transport = self.io.get_mut();
+        match transport
+            .write_all(b"EPSV\r\n")
+            .and_then(|_| transport.flush())
+        {
+            Ok(()) => self.epsv_in_flight = true,
+            Err(_) => self.broken = true,
+        }
+    }
+
+    /// Reads the reply of an EPSV sent ahead, keeping the port it announced.
+    fn settle_passive(&mut self) -> FtpResult<()> {
+        if !self.epsv_in_flight {
+            return Ok(());
+        }
+        self.epsv_in_flight = false;
+        let reply = self.read()?;
+        self.armed_port = match (reply.code, data::parse_epsv(&reply.text())) {
+            (229, Some(port)) => Some((port, Instant::now())),
+            (421, _) => return Err(refusal("EPSV", &reply)),
+            (code, _) => {
+                if (500..600).contains(&code) {
+                    self.quirks.no_epsv.store(true, Ordering::Relaxed);
+                }
+                None
+            }
+        };
+        Ok(())
+    }
+
     /// Opens our listening socket for active mode and announces it (PORT/EPRT).
     fn listen_for_data(&mut self) -> FtpResult<TcpListener> {
         let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))?;
@@ -518,7 +583,15 @@ impl Control {
 
     /// Asks for a passive port (EPSV, else PASV, remembered per server) and sets the restart
     /// offset. EPSV and REST travel together, so this costs one round trip.
-    fn passive_address(&mut self, offset: u64) -> FtpResult<SocketAddr> {
+    /// Returns the address and whether the REST was already sent and accepted (otherwise
+    /// the caller sends it together with the transfer command).
+    fn passive_address(&mut self, offset: u64) -> FtpResult<(SocketAddr, bool)> {
+        self.settle_passive()?;
+        if let Some((port, at)) = self.armed_port.take()
+            && at.elapsed() < ARMED_PORT_FRESH
+        {
+            return Ok((SocketAddr::new(self.peer.ip(), port), false));
+        }
         let rest = format!("REST {offset}");
         if !self.quirks.no_epsv.load(Ordering::Relaxed) {
             if offset > 0 {
@@ -539,7 +612,7 @@ impl Control {
                 if let Some(reply) = rest_reply.filter(|r| r.code != 350) {
                     return Err(refusal("REST", &reply));
                 }
-                return Ok(SocketAddr::new(self.peer.ip(), port));
+                return Ok((SocketAddr::new(self.peer.ip(), port), true));
             }
             if epsv.code == 421 {
                 return Err(refusal("EPSV", &epsv));
@@ -564,7 +637,7 @@ impl Control {
         } else {
             self.peer.ip()
         };
-        Ok(SocketAddr::new(ip, port))
+        Ok((SocketAddr::new(ip, port), true))
     }
 
     /// Starts a transfer: data socket, optional REST, the command, then the data connection
@@ -583,17 +656,35 @@ impl Control {
             self.send(command)?;
             self.accept_data(&listener, command, &mut first_reply)?
         } else {
-            let target = self.passive_address(offset)?;
+            let (target, rest_done) = self.passive_address(offset)?;
+            let rest = format!("REST {offset}");
+            let rest_with_command = offset > 0 && !rest_done;
             // The command goes out first and the connection is made while it travels: the
             // server accepts once it has the command, so both take one round trip together.
-            self.send(command)?;
-            match TcpStream::connect_timeout(&target, self.opts.timeout) {
-                Ok(sock) => {
-                    data::set_timeouts(&sock, self.opts.timeout)?;
-                    sock
-                }
-                Err(e) => return Err(self.data_connect_failed(command, e)),
+            if rest_with_command {
+                self.send_lines(&[&rest, command])?;
+            } else {
+                self.send(command)?;
             }
+            let connected = TcpStream::connect_timeout(&target, self.opts.timeout);
+            let rest_refused = if rest_with_command {
+                let reply = self.read()?;
+                (reply.code != 350).then_some(reply)
+            } else {
+                None
+            };
+            let sock = match connected {
+                Ok(sock) => sock,
+                Err(e) => return Err(self.data_connect_failed(command, e)),
+            };
+            if let Some(reply) = rest_refused {
+                // The command went out anyway and may be sending from byte 0: end it.
+                drop(sock);
+                let _ = self.read_early_end();
+                return Err(refusal(&rest, &reply));
+            }
+            data::set_timeouts(&sock, self.opts.timeout)?;
+            sock
         };
         let stream = match self.data_tls.clone() {
             Some((session, name)) => {
@@ -757,6 +848,14 @@ impl Control {
     /// Ends a download. `complete`: the data reached end of file; otherwise the stream is cut
     /// short and the server's 426/451 is accepted as the end (DESIGN §5: no ABOR).
     pub fn finish_download(&mut self, transfer: Transfer, complete: bool) -> FtpResult<()> {
+        let result = self.end_download(transfer, complete);
+        if result.is_ok() {
+            self.arm_passive();
+        }
+        result
+    }
+
+    fn end_download(&mut self, transfer: Transfer, complete: bool) -> FtpResult<()> {
         let Transfer {
             stream,
             early_final,
@@ -843,6 +942,14 @@ impl Control {
 
     /// Ends an upload and returns the server's verdict on the stored file.
     pub fn finish_upload(&mut self, transfer: Transfer) -> FtpResult<()> {
+        let result = self.end_upload(transfer);
+        if result.is_ok() {
+            self.arm_passive();
+        }
+        result
+    }
+
+    fn end_upload(&mut self, transfer: Transfer) -> FtpResult<()> {
         let Transfer {
             mut stream,
             early_final,
