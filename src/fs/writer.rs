@@ -224,8 +224,13 @@ fn remove_partial(ctx: &Ctx<'_>, path: &str, mode: WriteMode, err: &RemoteError)
         return;
     }
     warn!("upload of {path} failed ({err}); removing the partial file");
-    if let Err(e) = ctx.remote.delete(path) {
-        debug!("removing partial {path}: {e}");
+    match ctx.remote.delete(path) {
+        Ok(()) => {}
+        Err(e) if e.kind == RemoteErrorKind::NotFound => debug!("removing partial {path}: {e}"),
+        // the user must learn that an incomplete file is left behind (README, Reliability)
+        Err(e) => warn!(
+            "could not remove the partial file {path} ({e}): it stays on the server, incomplete"
+        ),
     }
 }
 
