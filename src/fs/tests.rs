@@ -389,6 +389,43 @@ fn close_reports_enospc_and_leaves_no_short_file() {
     assert_eq!(m.file("/g").unwrap(), b"aXc");
 }
 
+/// An upload breaks and the partial file cannot be deleted (a server that allows STOR but
+/// not DELE): the writes that follow (write(2) retrying the rest after a short write) must
+/// fail too, or close() would upload the partial prefix plus the rest, with a hole between.
+#[test]
+fn writes_after_a_broken_upload_fail_instead_of_leaving_a_hole() {
+    let m = MemoryRemote::new();
+    let f = Arc::new(FaultyRemote::new(m.clone()));
+    let fs = Filesystem::new(f.clone(), opts());
+    let (attr, h) = fs
+        .create(ROOT_INO, n("f"), 0o644, libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    f.break_writes_after(Some(10_000));
+    f.fail_always(Op::Delete, RemoteErrorKind::PermissionDenied);
+    let chunk = data(4096, 9);
+    let mut offset = 0u64;
+    let mut errors = 0;
+    for _ in 0..64 {
+        match fs.write(attr.ino, h.fh, offset, &chunk) {
+            Ok(_) => offset += 4096,
+            Err(_) => {
+                errors += 1;
+                offset += 4096; // a writer that skips what failed and goes on
+            }
+        }
+    }
+    f.break_writes_after(None);
+    assert!(errors > 0, "the broken upload was never reported");
+    let _ = fs.flush(attr.ino, h.fh);
+    let _ = fs.release(attr.ino, h.fh);
+    let left = m.file("/f").unwrap_or_default();
+    assert!(
+        left.len() < 64 * 4096,
+        "a {}-byte file with a hole was uploaded after the upload broke",
+        left.len()
+    );
+}
+
 #[test]
 fn broken_upload_is_eio_and_removed() {
     let m = MemoryRemote::new();

@@ -136,6 +136,12 @@ pub enum Content {
         /// Whether it differs from the server's file.
         dirty: bool,
     },
+    /// A streaming upload broke and its error was reported (by the write or flush that found
+    /// it). The bytes it had taken are lost, so every later write and read on the file fails
+    /// with that error: falling back to the server's (deleted or partial) file instead let the
+    /// next write succeed and close() upload a file with a hole where the lost bytes were.
+    /// Not dirty (nothing left to upload); truncating to zero starts afresh.
+    Failed(RemoteError),
 }
 
 /// What a writer needs to reach the server.
@@ -247,7 +253,7 @@ impl Content {
     /// Whether local changes await upload.
     pub fn is_dirty(&self) -> bool {
         match self {
-            Content::Remote => false,
+            Content::Remote | Content::Failed(_) => false,
             Content::Empty | Content::Stream(_) => true,
             Content::Spool { dirty, .. } => *dirty,
         }
@@ -256,7 +262,7 @@ impl Content {
     /// The content's size as known locally (None: ask the server's listing).
     pub fn local_size(&self) -> Option<u64> {
         match self {
-            Content::Remote => None,
+            Content::Remote | Content::Failed(_) => None,
             Content::Empty => Some(0),
             Content::Stream(u) => Some(u.pos),
             Content::Spool { size, .. } => Some(*size),
@@ -284,6 +290,9 @@ impl Content {
         append: bool,
         server_size: u64,
     ) -> RemoteResult<u64> {
+        if let Content::Failed(e) = self {
+            return Err(e.clone());
+        }
         if let Content::Stream(up) = self
             && (append || offset == up.pos)
         {
@@ -301,6 +310,7 @@ impl Content {
             if let Some(path) = ctx.path {
                 remove_partial(ctx, path, mode, &err);
             }
+            *self = Content::Failed(err.clone());
             return Err(err);
         }
         let start = match self {
@@ -379,6 +389,7 @@ impl Content {
             Content::Empty => return Ok(Some(Vec::new())),
             Content::Stream(_) => self.ensure_spool(ctx)?,
             Content::Spool { .. } => {}
+            Content::Failed(e) => return Err(e.clone()),
         }
         let Content::Spool { file, size, .. } = self else {
             return Err(RemoteError::new(RemoteErrorKind::Io, "no spool"));
@@ -419,6 +430,7 @@ impl Content {
                 );
                 self.commit(ctx)?;
             }
+            Content::Failed(e) => return Err(e.clone()),
             Content::Remote => {}
         }
         let path = ctx.path()?;
@@ -470,9 +482,15 @@ impl Content {
                     Err(e) => {
                         // The streamed bytes are gone; never leave a short file behind.
                         remove_partial(ctx, path, mode, &e);
+                        *self = Content::Failed(e.clone());
                         Err(e)
                     }
                 }
+            }
+            // not dirty: commit returned before this match
+            failed @ Content::Failed(_) => {
+                *self = failed;
+                Ok(None)
             }
             Content::Spool { file, size, .. } => match upload_file(ctx, path, &file, size) {
                 Ok(()) => {
