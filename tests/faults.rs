@@ -785,7 +785,7 @@ fn random_workload_against_a_model() {
         move || {
             let end = Instant::now() + Duration::from_secs(secs);
             let mut history: Vec<String> = Vec::new();
-            while Instant::now() < end && w.counts.ops < 20_000 {
+            while Instant::now() < end && w.counts.ops < 200_000 {
                 let what = w.step();
                 history.push(what);
                 if history.len() > 20 {
