@@ -371,7 +371,7 @@ fn storm_of_421_on_a_limited_server() {
     let server = common::server("limited");
     let (dir, local) = common::scratch_dir(&server, "storm421");
     let files: Vec<Vec<u8>> = (0..16)
-        .map(|i| common::random_bytes(256 * 1024 + i * 4099, i as u64 + 77))
+        .map(|i| common::random_bytes(MIB + i * 4099, i as u64 + 77))
         .collect();
     for (i, data) in files.iter().enumerate() {
         common::write_local_file(local.join(format!("f{i:02}")), data);
@@ -398,9 +398,13 @@ fn storm_of_421_on_a_limited_server() {
         assert!(got == want, "f{i:02}: wrong data");
         bytes += got.len();
     }
-    eprintln!(
-        "421 storm: 16 readers, {bytes} bytes verified in {:?}",
-        t.elapsed()
+    let took = t.elapsed();
+    let (_, log) = m.unmount();
+    let refusals = log.matches("421").count();
+    eprintln!("421 storm: 16 readers, {bytes} bytes verified in {took:?}, {refusals} 421s logged");
+    assert!(
+        refusals > 0,
+        "the server never refused a connection: no storm: {log}"
     );
     fs::remove_dir_all(&local).ok();
 }
