@@ -81,6 +81,13 @@ declare -A SOFT=([vsftpd]=vsftpd [proftpd]=proftpd [pure-ftpd]=pure-ftpd [implic
 declare -A PORT=([vsftpd]=2121 [proftpd]=2122 [pure-ftpd]=2123 [implicit]=2990 [limited]=2124)
 declare -A TLS=([vsftpd]=explicit [proftpd]=explicit [pure-ftpd]=explicit [implicit]=implicit [limited]=explicit)
 declare -A PASV_MIN=([vsftpd]=30000 [proftpd]=30100 [pure-ftpd]=30200 [implicit]=30300 [limited]=30400)
+# A second test bed can run beside the first (e.g. a CI dry run on a developer machine) with its
+# own FTPFS_TESTBED_STATE, FTPFS_TESTBED_DATA, FTPFS_TEST_USER and this port offset.
+PORT_OFFSET=${FTPFS_TESTBED_PORT_OFFSET:-0}
+for _i in "${INSTANCES[@]}"; do
+    PORT[$_i]=$((PORT[$_i] + PORT_OFFSET))
+    PASV_MIN[$_i]=$((PASV_MIN[$_i] + PORT_OFFSET))
+done
 # passive range size, and data root when not $DATA/<instance> (both only set by `serve`)
 declare -A PASV_COUNT=()
 declare -A ROOT=()

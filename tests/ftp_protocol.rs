@@ -126,10 +126,12 @@ fn exercise_all_operations(name: &str, active: bool, tls: bool) {
     assert_eq!(find("hello wörld.txt").kind, EntryKind::File);
     assert_eq!(find("big.bin").size, big.len() as u64);
     assert_eq!(find("sub dir").kind, EntryKind::Dir);
-    assert!(
-        matches!(find("link").kind, EntryKind::Symlink { .. }),
-        "{name}: symlink shown as {:?}",
-        find("link").kind
+    assert_eq!(
+        find("link").kind,
+        EntryKind::Symlink {
+            target: Some("hello wörld.txt".into())
+        },
+        "{name}: symlink and its target"
     );
     if let Some(entry) = c.mlst(&file).unwrap() {
         assert_eq!(entry.size, 12);

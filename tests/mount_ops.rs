@@ -98,6 +98,32 @@ fn tree_roundtrip(name: &str) {
     assert!(fs::metadata(m.path("a/b c")).unwrap().is_dir());
 }
 
+fn symlinks(name: &str) {
+    let server = common::server(name);
+    let (dir, local) = common::scratch_dir(&server, "symlinks");
+    fs::create_dir(local.join("a")).unwrap();
+    fs::write(local.join("a/inner"), b"inside\n").unwrap();
+    fs::write(local.join("top.txt"), b"top level\n").unwrap();
+    std::os::unix::fs::symlink("top.txt", local.join("link")).unwrap();
+    std::os::unix::fs::symlink("a", local.join("dirlink")).unwrap();
+    let m = Mount::new(&server, &dir, &fsmount::options(&server, "off", ""));
+    assert_eq!(
+        fs::read_link(m.path("link")).unwrap(),
+        Path::new("top.txt"),
+        "{name}"
+    );
+    assert_eq!(
+        fs::read(m.path("link")).unwrap(),
+        b"top level\n",
+        "{name}: read through a link"
+    );
+    assert_eq!(
+        fs::read(m.path("dirlink/inner")).unwrap(),
+        b"inside\n",
+        "{name}: a directory through a link"
+    );
+}
+
 fn namespace_ops(name: &str) {
     let (m, local) = mount(name, "names", "");
     fs::create_dir(m.path("d")).unwrap();
@@ -294,6 +320,7 @@ macro_rules! per_server {
 per_server! {
     tree_copied_in_and_out => tree_roundtrip;
     mkdir_mv_rm => namespace_ops;
+    symlinks_with_targets => symlinks;
     append_truncate_in_place => writes_in_place;
     touch_and_chmod => set_times;
     rsync_twice_and_tar => rsync_and_tar;

@@ -13,13 +13,14 @@ use rustls::pki_types::ServerName;
 
 use super::data::{self, DataStream};
 use super::error::{FtpError, FtpResult};
-use super::listing::{self, Entry, ListingFormat};
+use super::listing::{self, Entry, EntryKind, ListingFormat, ListingParser};
 use super::reply::{Reply, read_reply};
 use super::time;
 use super::tls::{self, SessionConfig, TlsContext, TlsStream};
 
-/// Largest directory listing we accept, so a hostile server cannot exhaust memory.
-const MAX_LISTING_BYTES: usize = 512 * 1024 * 1024;
+/// Most listing text we read for one directory, so a hostile server cannot keep us busy
+/// forever (memory is bounded separately: entries plus one line).
+const MAX_LISTING_BYTES: usize = 1 << 30;
 
 /// A password that never shows in logs or Debug output.
 #[derive(Clone, Default)]
@@ -204,12 +205,6 @@ impl Write for Transfer {
     }
 }
 
-/// The socket a data connection comes from before it is established.
-enum PendingData {
-    Connected(TcpStream),
-    Listening(TcpListener),
-}
-
 /// A logged-in control connection.
 pub struct Control {
     io: BufReader<Transport>,
@@ -263,16 +258,44 @@ impl Control {
             control.auth_tls(&session.config, name)?;
         }
         control.login()?;
-        if let Some(config) = tls_config
-            && control.is_tls()
-        {
-            control.expect("PBSZ 0", |c| c == 200)?;
-            control.expect("PROT P", |c| c == 200)?;
-            control.data_tls = Some(config);
+        let protect = tls_config.is_some() && control.is_tls();
+        control.prepare_session(protect)?;
+        if protect {
+            control.data_tls = tls_config;
         }
-        control.discover_features()?;
-        control.expect("TYPE I", |c| c == 200)?;
         Ok(control)
+    }
+
+    /// After login: data protection (PBSZ 0, PROT P) when under TLS, FEAT, UTF-8 names and
+    /// binary transfers, all in one write; one round trip instead of five.
+    fn prepare_session(&mut self, protect: bool) -> FtpResult<()> {
+        let mut lines = Vec::with_capacity(5);
+        if protect {
+            lines.extend(["PBSZ 0", "PROT P"]);
+        }
+        // OPTS UTF8 ON goes out whether or not FEAT will list UTF8: a server without it just
+        // refuses, and names then travel as the same raw bytes anyway.
+        lines.extend(["FEAT", "OPTS UTF8 ON", "TYPE I"]);
+        self.send_lines(&lines)?;
+        let mut failure = None;
+        for line in &lines {
+            let reply = self.read()?;
+            let ok = match *line {
+                "FEAT" => {
+                    if reply.code == 211 {
+                        self.features = Features::parse(&reply);
+                    }
+                    true
+                }
+                "OPTS UTF8 ON" => true,
+                _ => reply.code == 200,
+            };
+            if !ok && failure.is_none() {
+                failure = Some(refusal(line, &reply));
+            }
+        }
+        self.last_used = Instant::now();
+        failure.map_or(Ok(()), Err)
     }
 
     /// Whether the control connection is encrypted.
@@ -403,18 +426,6 @@ impl Control {
         }
     }
 
-    fn discover_features(&mut self) -> FtpResult<()> {
-        let reply = self.cmd("FEAT")?;
-        if reply.code == 211 {
-            self.features = Features::parse(&reply);
-        }
-        if self.features.utf8 {
-            // Failure is harmless: names then go through as raw bytes anyway.
-            let _ = self.cmd("OPTS UTF8 ON")?;
-        }
-        Ok(())
-    }
-
     fn read(&mut self) -> FtpResult<Reply> {
         match read_reply(&mut self.io) {
             Ok(reply) => {
@@ -432,10 +443,14 @@ impl Control {
     }
 
     fn send(&mut self, line: &str) -> FtpResult<()> {
-        if line.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            return Err(FtpError::InvalidName(
-                "names with CR, LF or NUL cannot be sent over FTP".into(),
-            ));
+        self.send_lines(&[line])
+    }
+
+    /// Sends several commands in one write (pipelining, RFC 959 allows it): their replies
+    /// come back in order, and one round trip is saved per extra command.
+    fn send_lines(&mut self, lines: &[&str]) -> FtpResult<()> {
+        for line in lines {
+            check_name(line)?;
         }
         if self.broken {
             return Err(FtpError::Io(io::Error::new(
@@ -443,14 +458,16 @@ impl Control {
                 "connection is closed",
             )));
         }
-        if line.starts_with("PASS ") {
-            log::debug!("-> PASS ***");
-        } else {
-            log::debug!("-> {line}");
+        let mut bytes = Vec::new();
+        for line in lines {
+            if line.starts_with("PASS ") {
+                log::debug!("-> PASS ***");
+            } else {
+                log::debug!("-> {line}");
+            }
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
         }
-        let mut bytes = Vec::with_capacity(line.len() + 2);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
         let transport = self.io.get_mut();
         let result = transport.write_all(&bytes).and_then(|_| transport.flush());
         if let Err(e) = result {
@@ -490,39 +507,44 @@ impl Control {
         }
     }
 
-    /// Opens the data connection's socket: connected (passive) or listening (active).
-    fn open_data_socket(&mut self) -> FtpResult<PendingData> {
-        if self.opts.active {
-            let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))?;
-            listener.set_nonblocking(true)?;
-            let addr = listener.local_addr()?;
-            self.expect(&data::active_command(addr), |c| c == 200)?;
-            return Ok(PendingData::Listening(listener));
-        }
-        let target = self.passive_address()?;
-        let sock = TcpStream::connect_timeout(&target, self.opts.timeout)?;
-        data::set_timeouts(&sock, self.opts.timeout)?;
-        Ok(PendingData::Connected(sock))
+    /// Opens our listening socket for active mode and announces it (PORT/EPRT).
+    fn listen_for_data(&mut self) -> FtpResult<TcpListener> {
+        let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        self.expect(&data::active_command(addr), |c| c == 200)?;
+        Ok(listener)
     }
 
-    /// Asks for a passive port: EPSV, else PASV (remembered per server).
-    fn passive_address(&mut self) -> FtpResult<SocketAddr> {
+    /// Asks for a passive port (EPSV, else PASV, remembered per server) and sets the restart
+    /// offset. EPSV and REST travel together, so this costs one round trip.
+    fn passive_address(&mut self, offset: u64) -> FtpResult<SocketAddr> {
+        let rest = format!("REST {offset}");
         if !self.quirks.no_epsv.load(Ordering::Relaxed) {
-            let reply = self.cmd("EPSV")?;
-            if reply.code == 229 {
-                if let Some(port) = data::parse_epsv(&reply.text()) {
-                    return Ok(SocketAddr::new(self.peer.ip(), port));
+            if offset > 0 {
+                self.send_lines(&["EPSV", &rest])?;
+            } else {
+                self.send("EPSV")?;
+            }
+            let epsv = self.read()?;
+            let rest_reply = if offset > 0 { Some(self.read()?) } else { None };
+            if epsv.code == 229 {
+                let Some(port) = data::parse_epsv(&epsv.text()) else {
+                    self.broken = true;
+                    return Err(FtpError::Protocol(format!(
+                        "unreadable EPSV reply: {}",
+                        epsv.text()
+                    )));
+                };
+                if let Some(reply) = rest_reply.filter(|r| r.code != 350) {
+                    return Err(refusal("REST", &reply));
                 }
-                self.broken = true;
-                return Err(FtpError::Protocol(format!(
-                    "unreadable EPSV reply: {}",
-                    reply.text()
-                )));
+                return Ok(SocketAddr::new(self.peer.ip(), port));
             }
-            if reply.code == 421 {
-                return Err(refusal("EPSV", &reply));
+            if epsv.code == 421 {
+                return Err(refusal("EPSV", &epsv));
             }
-            log::debug!("EPSV refused ({}); using PASV from now on", reply.code);
+            log::debug!("EPSV refused ({}); using PASV from now on", epsv.code);
             self.quirks.no_epsv.store(true, Ordering::Relaxed);
         }
         let reply = self.expect("PASV", |c| c == 227)?;
@@ -533,6 +555,9 @@ impl Control {
                 reply.text()
             )));
         };
+        if offset > 0 {
+            self.expect(&rest, |c| c == 350)?;
+        }
         // Servers behind NAT announce private or 0.0.0.0 addresses: the peer is the truth.
         let ip = if self.opts.trust_pasv_ip && !ip.is_unspecified() {
             ip.into()
@@ -548,16 +573,26 @@ impl Control {
         if self.needs_fresh_session() {
             self.reconnect()?;
         }
-        let pending = self.open_data_socket()?;
-        if offset > 0 {
-            self.expect(&format!("REST {offset}"), |c| c == 350)?;
-        }
-        self.send(command)?;
+        check_name(command)?;
         let mut first_reply: Option<Reply> = None;
-        let sock = match pending {
-            PendingData::Connected(sock) => sock,
-            PendingData::Listening(listener) => {
-                self.accept_data(&listener, command, &mut first_reply)?
+        let sock = if self.opts.active {
+            let listener = self.listen_for_data()?;
+            if offset > 0 {
+                self.expect(&format!("REST {offset}"), |c| c == 350)?;
+            }
+            self.send(command)?;
+            self.accept_data(&listener, command, &mut first_reply)?
+        } else {
+            let target = self.passive_address(offset)?;
+            // The command goes out first and the connection is made while it travels: the
+            // server accepts once it has the command, so both take one round trip together.
+            self.send(command)?;
+            match TcpStream::connect_timeout(&target, self.opts.timeout) {
+                Ok(sock) => {
+                    data::set_timeouts(&sock, self.opts.timeout)?;
+                    sock
+                }
+                Err(e) => return Err(self.data_connect_failed(command, e)),
             }
         };
         let stream = match self.data_tls.clone() {
@@ -591,6 +626,20 @@ impl Control {
         }
         stream.abandon();
         Err(refusal(command, &reply))
+    }
+
+    /// The data connection could not be made after the command went out. A server that
+    /// refused the command (550) closes its passive port at once, so its reply is the real
+    /// reason; anything else leaves the reply sequence unknown and the connection unusable.
+    fn data_connect_failed(&mut self, command: &str, err: io::Error) -> FtpError {
+        let mut slot = None;
+        match self.note_first_reply(command, &mut slot) {
+            Err(refusal @ FtpError::Reply { .. }) => refusal,
+            _ => {
+                self.broken = true;
+                FtpError::Io(err)
+            }
+        }
     }
 
     /// Waits for the server's connection in active mode, or for its refusal on the control
@@ -858,45 +907,61 @@ impl Control {
     /// argument to LIST is globbed or taken as options by some servers).
     pub fn list_dir(&mut self, path: &str) -> FtpResult<Vec<Entry>> {
         if self.features.mlst && !self.quirks.no_mlsd.load(Ordering::Relaxed) {
-            match self.read_listing(&format!("MLSD {path}")) {
+            match self.read_listing(&format!("MLSD {path}"), ListingFormat::Mlsd) {
                 Err(FtpError::Reply {
                     code: 500 | 502 | 504,
                     ..
                 }) => {
                     self.quirks.no_mlsd.store(true, Ordering::Relaxed);
                 }
-                Ok(data) => {
-                    return Ok(listing::parse_listing(
-                        &data,
-                        ListingFormat::Mlsd,
-                        SystemTime::now(),
-                    ));
-                }
+                Ok(entries) => return self.fill_symlink_targets(path, entries),
                 Err(e) => return Err(e),
             }
         }
         self.expect(&format!("CWD {path}"), |c| c == 250)?;
-        let data = self.read_listing("LIST -a")?;
-        Ok(listing::parse_listing(
-            &data,
-            ListingFormat::List,
-            SystemTime::now(),
-        ))
+        self.read_listing("LIST -a", ListingFormat::List)
     }
 
-    fn read_listing(&mut self, command: &str) -> FtpResult<Vec<u8>> {
+    /// proftpd and pure-ftpd name no target for symlinks in MLSD; their LIST does
+    /// (`name -> target`). One extra listing, only for directories that hold such links.
+    fn fill_symlink_targets(
+        &mut self,
+        path: &str,
+        mut entries: Vec<Entry>,
+    ) -> FtpResult<Vec<Entry>> {
+        let unknown = |e: &Entry| matches!(e.kind, EntryKind::Symlink { target: None });
+        if !entries.iter().any(unknown) {
+            return Ok(entries);
+        }
+        self.expect(&format!("CWD {path}"), |c| c == 250)?;
+        let long = self.read_listing("LIST -a", ListingFormat::List)?;
+        for entry in entries.iter_mut().filter(|e| unknown(e)) {
+            let target = long.iter().find_map(|l| match &l.kind {
+                EntryKind::Symlink { target } if l.name == entry.name => target.clone(),
+                _ => None,
+            });
+            entry.kind = EntryKind::Symlink { target };
+        }
+        Ok(entries)
+    }
+
+    /// Runs a listing command and parses the data as it arrives (memory: the entries plus
+    /// one line), up to `MAX_LISTING_BYTES` of listing text.
+    fn read_listing(&mut self, command: &str, format: ListingFormat) -> FtpResult<Vec<Entry>> {
         let mut transfer = self.start_transfer(command, 0)?;
-        let mut data = Vec::new();
+        let mut parser = ListingParser::new(format, SystemTime::now());
+        let mut total = 0usize;
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
             match transfer.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if data.len() + n > MAX_LISTING_BYTES {
+                    total += n;
+                    if total > MAX_LISTING_BYTES {
                         let _ = self.finish_download(transfer, false);
                         return Err(FtpError::Protocol("directory listing too large".into()));
                     }
-                    data.extend_from_slice(&chunk[..n]);
+                    parser.feed(&chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -907,7 +972,7 @@ impl Control {
             }
         }
         self.finish_download(transfer, true)?;
-        Ok(data)
+        Ok(parser.finish())
     }
 
     /// Describes one path with MLST; `None` if the server lacks MLST.
@@ -1132,5 +1197,30 @@ mod tests {
     fn password_is_hidden_from_debug() {
         let opts = format!("{:?}", Password::new("hunter2"));
         assert!(!opts.contains("hunter2"));
+    }
+}
+
+/// FEAT replies captured from the Debian 12 servers (tests/fixtures/servers).
+#[cfg(test)]
+mod captured_feat_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Features {
+        Features::parse(&read_reply(&mut io::Cursor::new(text.as_bytes().to_vec())).unwrap())
+    }
+
+    #[test]
+    fn captured_servers() {
+        let vsftpd = parse(include_str!("../../tests/fixtures/servers/vsftpd/feat.txt"));
+        assert!(vsftpd.auth_tls && vsftpd.epsv && vsftpd.mdtm && vsftpd.size && vsftpd.utf8);
+        assert!(!vsftpd.mlst && !vsftpd.mfmt);
+        let proftpd = parse(include_str!(
+            "../../tests/fixtures/servers/proftpd/feat.txt"
+        ));
+        assert!(proftpd.auth_tls && proftpd.mlst && proftpd.mfmt && proftpd.rest_stream);
+        let pure = parse(include_str!(
+            "../../tests/fixtures/servers/pure-ftpd/feat.txt"
+        ));
+        assert!(pure.auth_tls && pure.mlst && pure.mfmt && pure.epsv && pure.utf8);
     }
 }

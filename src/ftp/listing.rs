@@ -97,25 +97,122 @@ pub fn parse_list_line(line: &str, now: SystemTime) -> Option<Entry> {
 /// ".", "..", empty names and names containing '/' or NUL are dropped (they must never escape
 /// the mount root).
 pub fn parse_listing(data: &[u8], format: ListingFormat, now: SystemTime) -> Vec<Entry> {
-    let mut entries = Vec::new();
-    for raw in data.split(|&b| b == b'\n') {
+    let mut parser = ListingParser::new(format, now);
+    parser.feed(data);
+    parser.finish()
+}
+
+/// Longest listing line kept; a longer one (hostile or broken server) is skipped whole, so
+/// memory stays bounded by the entries, not by what the server sends.
+const MAX_LISTING_LINE: usize = 64 * 1024;
+
+/// Parses a listing as it arrives, chunk by chunk, holding at most one line of raw text.
+pub struct ListingParser {
+    format: ListingFormat,
+    now: SystemTime,
+    partial: Vec<u8>,
+    /// Inside a line that grew past `MAX_LISTING_LINE`: drop bytes until its end.
+    skipping: bool,
+    entries: Vec<Entry>,
+}
+
+impl ListingParser {
+    /// A parser for one listing of the given format.
+    pub fn new(format: ListingFormat, now: SystemTime) -> Self {
+        ListingParser {
+            format,
+            now,
+            partial: Vec::new(),
+            skipping: false,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Consumes the next chunk of listing bytes.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let mut halves = data.splitn(2, |&b| b == b'\n');
+            let piece = halves.next().unwrap_or_default();
+            let rest = halves.next();
+            let complete = rest.is_some();
+            let rest = rest.unwrap_or_default();
+            data = rest;
+            if !self.skipping {
+                if self.partial.len() + piece.len() > MAX_LISTING_LINE {
+                    debug!("listing: skipping a line longer than {MAX_LISTING_LINE} bytes");
+                    self.partial.clear();
+                    self.skipping = true;
+                } else {
+                    self.partial.extend_from_slice(piece);
+                }
+            }
+            if complete {
+                if !self.skipping {
+                    let line = std::mem::take(&mut self.partial);
+                    self.parse_line(&line);
+                }
+                self.skipping = false;
+            }
+        }
+    }
+
+    /// Parses what is left (a last line without newline) and returns the entries.
+    pub fn finish(mut self) -> Vec<Entry> {
+        if !self.skipping && !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.parse_line(&line);
+        }
+        self.entries
+    }
+
+    fn parse_line(&mut self, raw: &[u8]) {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
-            continue; // blank lines, including the empty piece after the final "\n"
+            return; // blank lines
         }
         let line: Cow<'_, str> = String::from_utf8_lossy(raw);
-        let parsed = match format {
+        let parsed = match self.format {
             ListingFormat::Mlsd => mlsd_entry(&line),
-            ListingFormat::List => list_entry(&line, now),
+            ListingFormat::List => list_entry(&line, self.now),
         };
         match parsed {
             // Checked again here so no parser change can ever let an unsafe name through.
-            Some(entry) if is_valid_name(&entry.name) => entries.push(entry),
+            Some(entry) if is_valid_name(&entry.name) => self.entries.push(entry),
             Some(entry) => debug!("listing: dropping unsafe name {:?}", entry.name),
             None => debug!("listing: skipping line {line:?}"),
         }
     }
-    entries
+}
+
+#[cfg(test)]
+mod streaming_tests {
+    use super::*;
+
+    #[test]
+    fn chunked_feed_equals_whole_parse() {
+        let data = b"type=file;size=1; a\r\ntype=dir; b c\r\ntype=file;size=22; last";
+        let whole = parse_listing(data, ListingFormat::Mlsd, SystemTime::UNIX_EPOCH);
+        for split in 0..data.len() {
+            let mut p = ListingParser::new(ListingFormat::Mlsd, SystemTime::UNIX_EPOCH);
+            p.feed(&data[..split]);
+            p.feed(&data[split..]);
+            assert_eq!(p.finish(), whole, "split at {split}");
+        }
+        assert_eq!(whole.len(), 3);
+    }
+
+    #[test]
+    fn overlong_line_is_skipped_and_the_rest_kept() {
+        let mut p = ListingParser::new(ListingFormat::Mlsd, SystemTime::UNIX_EPOCH);
+        p.feed(b"type=file;size=1; before\n");
+        let junk = vec![b'x'; 1 << 20];
+        for _ in 0..8 {
+            p.feed(&junk);
+        }
+        p.feed(b"\ntype=file;size=2; after\n");
+        let names: Vec<String> = p.finish().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, vec!["before", "after"]);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1766,6 +1863,114 @@ mod tests {
             prop_assert_eq!(entry.kind, if size.is_some() { EntryKind::File } else { EntryKind::Dir });
             let expected = Civil { year, month, day, hour, minute, second: 0, nanos: 0 }.to_system_time();
             prop_assert_eq!(entry.mtime, expected);
+        }
+    }
+}
+
+/// The captured listings of tests/fixtures/servers (see its README): the same directory as
+/// each Debian 12 server lists it.
+#[cfg(test)]
+mod captured_server_tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// The capture was made on 2026-11-22 at 04:44 UTC; LIST's year-less dates need that.
+    fn capture_time() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_795_322_640)
+    }
+
+    fn check(entries: &[Entry], server: &str, has_mtime_seconds: bool) {
+        let find = |n: &str| {
+            entries
+                .iter()
+                .find(|e| e.name == n)
+                .unwrap_or_else(|| panic!("{server}: {n} missing from {entries:?}"))
+        };
+        assert_eq!(entries.len(), 6, "{server}: . and .. dropped: {entries:?}");
+        assert_eq!(find("plain.txt").size, 12);
+        assert_eq!(find("plain.txt").kind, EntryKind::File);
+        assert_eq!(find("file with spaces.txt").size, 700);
+        assert_eq!(find("héllo wörld ☃.txt").size, 10);
+        assert_eq!(find(".hidden").size, 4);
+        assert_eq!(find("subdir").kind, EntryKind::Dir);
+        assert!(matches!(
+            find("link-to-plain").kind,
+            EntryKind::Symlink { .. }
+        ));
+        // 2019-03-04 05:06:07 UTC; LIST shows only the date for old files.
+        let plain = find("plain.txt").mtime.expect("mtime");
+        let secs = plain.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        if has_mtime_seconds {
+            assert_eq!(secs, 1_551_675_967, "{server}");
+        } else {
+            assert_eq!(secs, 1_551_657_600, "{server}: midnight of 2019-03-04");
+        }
+        let leap = find("héllo wörld ☃.txt").mtime.expect("mtime");
+        assert!(
+            leap >= UNIX_EPOCH + Duration::from_secs(1_709_164_800),
+            "{server}: 2024-02-29"
+        );
+    }
+
+    #[test]
+    fn vsftpd_list() {
+        let data = include_bytes!("../../tests/fixtures/servers/vsftpd/list-a.txt");
+        let entries = parse_listing(data, ListingFormat::List, capture_time());
+        check(&entries, "vsftpd", false);
+        let link = entries.iter().find(|e| e.name == "link-to-plain").unwrap();
+        assert_eq!(
+            link.kind,
+            EntryKind::Symlink {
+                target: Some("plain.txt".into())
+            }
+        );
+    }
+
+    #[test]
+    fn proftpd_list_and_mlsd() {
+        let list = include_bytes!("../../tests/fixtures/servers/proftpd/list-a.txt");
+        check(
+            &parse_listing(list, ListingFormat::List, capture_time()),
+            "proftpd LIST",
+            false,
+        );
+        let mlsd = include_bytes!("../../tests/fixtures/servers/proftpd/mlsd.txt");
+        let entries = parse_listing(mlsd, ListingFormat::Mlsd, capture_time());
+        check(&entries, "proftpd MLSD", true);
+        let plain = entries.iter().find(|e| e.name == "plain.txt").unwrap();
+        assert_eq!(plain.mode, Some(0o644));
+    }
+
+    #[test]
+    fn pureftpd_list_and_mlsd() {
+        let list = include_bytes!("../../tests/fixtures/servers/pure-ftpd/list-a.txt");
+        check(
+            &parse_listing(list, ListingFormat::List, capture_time()),
+            "pure-ftpd LIST",
+            false,
+        );
+        let mlsd = include_bytes!("../../tests/fixtures/servers/pure-ftpd/mlsd.txt");
+        check(
+            &parse_listing(mlsd, ListingFormat::Mlsd, capture_time()),
+            "pure-ftpd MLSD",
+            true,
+        );
+    }
+
+    #[test]
+    fn mlst_replies() {
+        for server in ["proftpd", "pure-ftpd"] {
+            let text = match server {
+                "proftpd" => include_str!("../../tests/fixtures/servers/proftpd/mlst.txt"),
+                _ => include_str!("../../tests/fixtures/servers/pure-ftpd/mlst.txt"),
+            };
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(' '))
+                .expect("entry line");
+            let entry = parse_mlst_line(line).expect("parses");
+            assert_eq!(entry.name, "plain.txt", "{server}");
+            assert_eq!(entry.size, 12, "{server}");
         }
     }
 }
