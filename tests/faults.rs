@@ -764,9 +764,15 @@ fn random_workload_against_a_model() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let server = common::server("proftpd");
-    let (dir, local) = common::scratch_dir(&server, "model");
-    let m = Mount::new(&server, &dir, &opts(&server, ""));
+    // a private proftpd: under the load of other tests the shared one runs out of passive
+    // ports (`425 PASV: Address already in use`), a server-side refusal, not what this tests
+    let srv = PrivateServer::start("proftpd");
+    let (server, local) = (&srv.server, srv.server.root.clone());
+    // FTPFS_FAULT_LOG=FILE: the daemon's debug log, to diagnose a failing seed
+    let m = match std::env::var_os("FTPFS_FAULT_LOG") {
+        Some(log) => Mount::logging_to(server, "/", &opts(server, ""), "debug", log.as_ref()),
+        None => Mount::new(server, "/", &opts(server, "")),
+    };
     let mut w = Workload {
         dir: m.dir.clone(),
         disk: local.clone(),

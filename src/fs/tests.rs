@@ -426,6 +426,25 @@ fn writes_after_a_broken_upload_fail_instead_of_leaving_a_hole() {
     );
 }
 
+/// Found by the model workload under load: `425 PASV: Address already in use` refused a
+/// spool upload before STOR, and ftpfs then deleted the file, which still held its previous
+/// content. A failed start must leave the server's file alone (and keep the spool to retry).
+#[test]
+fn upload_refused_before_it_starts_keeps_the_old_file() {
+    let m = MemoryRemote::new();
+    let f = Arc::new(FaultyRemote::new(m.clone()));
+    let fs = Filesystem::new(f.clone(), opts());
+    m.put_file("/g", b"old content");
+    let g = fs.lookup(ROOT_INO, n("g")).unwrap();
+    let h = fs.open(g.ino, libc::O_RDWR).unwrap();
+    fs.write(g.ino, h.fh, 0, b"NEW").unwrap();
+    f.fail_nth(Op::OpenWrite, 1, RemoteErrorKind::Io);
+    assert_eq!(fs.flush(g.ino, h.fh).unwrap_err().errno, libc::EIO);
+    assert_eq!(m.file("/g").unwrap(), b"old content");
+    fs.release(g.ino, h.fh).unwrap();
+    assert_eq!(m.file("/g").unwrap(), b"NEW content");
+}
+
 #[test]
 fn broken_upload_is_eio_and_removed() {
     let m = MemoryRemote::new();

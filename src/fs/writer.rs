@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Sender, bounded};
 use log::{debug, warn};
 
-use crate::remote::{Remote, RemoteError, RemoteErrorKind, RemoteResult, WriteMode};
+use crate::remote::{Remote, RemoteError, RemoteErrorKind, RemoteResult, WriteMode, WriteStream};
 
 /// Size of the pieces spools are uploaded and downloaded in.
 const COPY_CHUNK: usize = 1 << 20;
@@ -197,9 +197,8 @@ fn download(ctx: &Ctx<'_>, path: &str) -> RemoteResult<(File, u64)> {
     Ok((file, pos))
 }
 
-/// Uploads the first `size` bytes of `file` to `path`, replacing it.
-fn upload_file(ctx: &Ctx<'_>, path: &str, file: &File, size: u64) -> RemoteResult<()> {
-    let mut stream = ctx.remote.open_write(path, WriteMode::Truncate)?;
+/// Sends the first `size` bytes of `file` into `stream`, an upload already started.
+fn upload_file(mut stream: Box<dyn WriteStream>, file: &File, size: u64) -> RemoteResult<()> {
     let mut buf = vec![
         0u8;
         COPY_CHUNK
@@ -492,7 +491,12 @@ impl Content {
                 *self = failed;
                 Ok(None)
             }
-            Content::Spool { file, size, .. } => match upload_file(ctx, path, &file, size) {
+            Content::Spool { file, size, .. } => match ctx
+                .remote
+                .open_write(path, WriteMode::Truncate)
+                .map_err(|e| (e, false))
+                .and_then(|stream| upload_file(stream, &file, size).map_err(|e| (e, true)))
+            {
                 Ok(()) => {
                     *self = Content::Spool {
                         file,
@@ -501,8 +505,14 @@ impl Content {
                     };
                     Ok(Some(size))
                 }
-                Err(e) => {
-                    remove_partial(ctx, path, WriteMode::Truncate, &e);
+                Err((e, started)) => {
+                    // Refused before a byte went out (e.g. `425 PASV: Address already in
+                    // use`, or STOR denied): the server's file is still the previous version,
+                    // and deleting it would destroy that. (A server that truncated at STOR
+                    // and then lost the data connection keeps what it made of it.)
+                    if started {
+                        remove_partial(ctx, path, WriteMode::Truncate, &e);
+                    }
                     // Keep the content so a later flush/release can try again.
                     *self = Content::Spool {
                         file,

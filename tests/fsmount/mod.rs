@@ -76,6 +76,30 @@ impl Mount {
         args: &[&str],
         rust_log: &str,
     ) -> Mount {
+        Mount::spawn(server, remote_dir, opts, args, rust_log, Stdio::piped())
+    }
+
+    /// Like [`Mount::new`], logging at `rust_log` level into `log` instead of a pipe (a
+    /// debug log of a long test would fill a pipe nobody reads and stall the daemon).
+    pub fn logging_to(
+        server: &Server,
+        remote_dir: &str,
+        opts: &str,
+        rust_log: &str,
+        log: &Path,
+    ) -> Mount {
+        let file = std::fs::File::create(log).expect("create daemon log");
+        Mount::spawn(server, remote_dir, opts, &["-f"], rust_log, file.into())
+    }
+
+    fn spawn(
+        server: &Server,
+        remote_dir: &str,
+        opts: &str,
+        args: &[&str],
+        rust_log: &str,
+        stderr: Stdio,
+    ) -> Mount {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("mnt");
         std::fs::create_dir(&dir).unwrap();
@@ -89,7 +113,7 @@ impl Mount {
             .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("start ftpfs");
         let mut mount = Mount {
