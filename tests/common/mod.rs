@@ -458,6 +458,11 @@ impl PrivateServer {
         s
     }
 
+    /// Where the server's stdout and stderr go.
+    fn log_path(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("ftpfs-private-{}.log", self.server.port))
+    }
+
     /// The server's process id (= its process group id).
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
@@ -466,8 +471,7 @@ impl PrivateServer {
     fn spawn(&mut self) {
         use std::os::unix::process::CommandExt;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.sh");
-        let out = fs::File::create(format!("/tmp/ftpfs-private-{}.log", self.server.port))
-            .expect("server log file");
+        let out = fs::File::create(self.log_path()).expect("server log file");
         let mut cmd = Command::new("bash");
         cmd.arg(script)
             .arg("serve")
@@ -550,5 +554,10 @@ impl Drop for PrivateServer {
         }
         self.kill();
         let _ = fs::remove_dir_all(&self.server.root);
+        // testbed.sh serve keeps config, log and PID files in STATE/serve/PORT
+        if let Some(state) = env_file().parent() {
+            let _ = fs::remove_dir_all(state.join("serve").join(self.server.port.to_string()));
+        }
+        let _ = fs::remove_file(self.log_path());
     }
 }
