@@ -8,6 +8,14 @@
 #   scripts/testbed.sh status    show each instance and whether it answers
 #   scripts/testbed.sh env       print the state file path (KEY=VALUE lines)
 #   scripts/testbed.sh capture   record FEAT/LIST/MLSD samples into tests/fixtures/servers/
+#   scripts/testbed.sh serve SOFTWARE PORT ROOT [PASV_MIN]
+#                                one private server (vsftpd|proftpd|pure-ftpd) in the foreground
+#                                (exec: the caller's child *is* the server), for fault tests that
+#                                kill or stop it. Same user, password and certificates as the test
+#                                bed (which must be started); explicit TLS optional; passive ports
+#                                PASV_MIN..PASV_MIN+19 (default derived from PORT). Config, log and
+#                                PID files go to $STATE/serve/PORT. pure-ftpd only: the env var
+#                                FTPFS_SERVE_PASSWORD sets a password of its own.
 #
 # Instances (all on 127.0.0.1, each with its own config, PID file, log, root and passive range):
 #   vsftpd    2121  explicit TLS optional  /srv/ftpfs-test/vsftpd     pasv 30000-30099
@@ -80,6 +88,9 @@ for _i in "${INSTANCES[@]}"; do
     PORT[$_i]=$((PORT[$_i] + PORT_OFFSET))
     PASV_MIN[$_i]=$((PASV_MIN[$_i] + PORT_OFFSET))
 done
+# passive range size, and data root when not $DATA/<instance> (both only set by `serve`)
+declare -A PASV_COUNT=()
+declare -A ROOT=()
 
 log() { printf '[testbed] %s\n' "$*" >&2; }
 die() { printf '[testbed] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -265,6 +276,9 @@ EOF
 }
 
 # ---------------------------------------------------------------- configs
+root_of() { echo "${ROOT[$1]:-$DATA/$1}"; }
+pasv_max() { echo $((PASV_MIN[$1] + ${PASV_COUNT[$1]:-100} - 1)); }
+
 write_vsftpd_conf() { # instance conf
     local i=$1 lo=${PASV_MIN[$1]} implicit=NO force=NO
     if [ "${TLS[$i]}" = implicit ]; then implicit=YES; force=YES; fi
@@ -281,7 +295,7 @@ write_enable=YES
 local_umask=022
 chroot_local_user=YES
 allow_writeable_chroot=YES
-local_root=$DATA/$i
+local_root=$(root_of "$i")
 pam_service_name=vsftpd
 ftp_username=$TEST_USER
 nopriv_user=$TEST_USER
@@ -294,7 +308,7 @@ use_localtime=NO
 utf8_filesystem=YES
 pasv_enable=YES
 pasv_min_port=$lo
-pasv_max_port=$((lo + 99))
+pasv_max_port=$(pasv_max "$i")
 pasv_promiscuous=NO
 port_enable=YES
 port_promiscuous=NO
@@ -345,8 +359,8 @@ UseFtpUsers off
 RequireValidShell off
 AuthPAM off
 AuthOrder mod_auth_unix.c
-DefaultRoot $DATA/$i
-PassivePorts $lo $((lo + 99))
+DefaultRoot $(root_of "$i")
+PassivePorts $lo $(pasv_max "$i")
 AllowOverwrite on
 AllowStoreRestart on
 AllowRetrieveRestart on
@@ -377,7 +391,7 @@ write_puredb() { # instance
     hash=$(openssl passwd -6 "$(password)")
     rm -f "$STATE/$i.passwd" "$STATE/$i.pdb"
     (umask 077; printf '%s:%s:%s:%s::%s/./::::::::::::\n' "$TEST_USER" "$hash" "$uid" "$gid" \
-        "$DATA/$i" >"$STATE/$i.passwd")
+        "$(root_of "$i")" >"$STATE/$i.passwd")
     "$PKGS/pure-ftpd/usr/bin/pure-pw" mkdb "$STATE/$i.pdb" -f "$STATE/$i.passwd" >/dev/null
     chmod 600 "$STATE/$i.passwd" "$STATE/$i.pdb"
 }
@@ -563,12 +577,49 @@ cmd_capture() {
     python3 "$REPO/scripts/testbed/capture.py" --env "$ENV_FILE" --out "$REPO/tests/fixtures/servers" "$@"
 }
 
+# One private server in the foreground. STATE moves to a private folder (so config, log, PID
+# and scoreboard files are this server's own) that links the shared certificates.
+cmd_serve() { # software port root [pasv_min]
+    [ "$(id -u)" = 0 ] || die "serve must run as root"
+    [ $# -ge 3 ] || die "usage: $0 serve vsftpd|proftpd|pure-ftpd PORT ROOT [PASV_MIN]"
+    local soft=$1 port=$2 root=$3 pasv=${4:-$((40000 + ($2 % 1000) * 20))}
+    local shared=$STATE i="serve-$2"
+    [ -f "$shared/tls/leaf.pem" ] && [ -s "$shared/password" ] ||
+        die "test bed not set up (no certificates/password in $shared): scripts/testbed.sh start"
+    [ -d "$root" ] || die "root $root does not exist"
+    STATE="$shared/serve/$port"
+    mkdir -p "$STATE/log" /var/run/vsftpd/empty /var/run/pure-ftpd
+    ln -sfn "$shared/tls" "$STATE/tls"
+    (umask 077; printf '%s\n' "${FTPFS_SERVE_PASSWORD:-$(cat "$shared/password")}" >"$STATE/password")
+    SOFT[$i]=$soft PORT[$i]=$port TLS[$i]=explicit PASV_MIN[$i]=$pasv PASV_COUNT[$i]=20 ROOT[$i]=$root
+    local conf="$STATE/$i.conf"
+    case $soft in
+    vsftpd)
+        write_vsftpd_conf "$i" "$conf"
+        exec "$PKGS/vsftpd/usr/sbin/vsftpd" "$conf" </dev/null
+        ;;
+    proftpd)
+        write_proftpd_conf "$i" "$conf"
+        exec "$PKGS/proftpd-core/usr/sbin/proftpd" -n -c "$conf" </dev/null
+        ;;
+    pure-ftpd)
+        write_puredb "$i"
+        exec "$PKGS/pure-ftpd/usr/sbin/pure-ftpd" -S "$HOST,$port" -4 -H -E -A \
+            -l "puredb:$STATE/$i.pdb" -p "$pasv:$(pasv_max "$i")" \
+            -Y 1 -2 "$STATE/tls/leaf-chain.pem,$STATE/tls/leaf.key" -U 133:022 \
+            -c 64 -C 64 -g "$STATE/$i.pid.pure" </dev/null
+        ;;
+    *) die "serve: unknown software $soft (vsftpd, proftpd, pure-ftpd)" ;;
+    esac
+}
+
 case "${1:-}" in
 install) cmd_install ;;
+serve) shift; cmd_serve "$@" ;;
 start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 env) echo "$ENV_FILE" ;;
 capture) shift; cmd_capture "$@" ;;
-*) echo "usage: $0 install|start|stop|status|env|capture" >&2; exit 2 ;;
+*) echo "usage: $0 install|start|stop|status|env|capture|serve" >&2; exit 2 ;;
 esac

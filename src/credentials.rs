@@ -86,6 +86,24 @@ pub struct Inputs {
     pub interactive: bool,
 }
 
+/// Overwrites the value of the environment variable `name` in place. remove_var only unlinks
+/// it from `environ`: the original bytes stay in the block the kernel shows as
+/// /proc/PID/environ for the life of the daemon. Must be called while single-threaded.
+fn scrub_env_value(name: &str) {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return;
+    };
+    // SAFETY: single-threaded (caller's precondition), so nothing changes the environment
+    // meanwhile; getenv returns NULL or a NUL-terminated string inside the environment
+    // block, writable memory that we overwrite within its length.
+    unsafe {
+        let value = libc::getenv(cname.as_ptr());
+        if !value.is_null() {
+            std::ptr::write_bytes(value, 0, libc::strlen(value));
+        }
+    }
+}
+
 impl Inputs {
     /// The real inputs: the environment, `$HOME/.netrc` and whether stdin is a terminal.
     /// Also removes `FTPFS_PASSWORD` from the environment so that no child process (such as
@@ -95,6 +113,7 @@ impl Inputs {
     pub fn from_process() -> Inputs {
         let env_password = std::env::var(PASSWORD_ENV).ok().map(Secret::new);
         if env_password.is_some() {
+            scrub_env_value(PASSWORD_ENV);
             // SAFETY: called before any thread is started (documented precondition).
             unsafe { std::env::remove_var(PASSWORD_ENV) };
         }

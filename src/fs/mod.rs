@@ -705,7 +705,7 @@ impl Filesystem {
         if to.starts_with(&format!("{from}/")) {
             return Err(FsError::invalid("cannot move a directory into itself"));
         }
-        let src = self.entry(&from)?;
+        let mut src = self.entry(&from)?;
         let target = self.entry(&to).ok();
         if flags & libc::RENAME_NOREPLACE != 0 && target.is_some() {
             return Err(FsError::new(libc::EEXIST, format!("{to} exists")));
@@ -721,6 +721,8 @@ impl Filesystem {
                 .is_some_and(|p| p == from || p.starts_with(&prefix));
             if moving && of.content.lock().is_dirty() {
                 self.commit(&of).map_err(close_error)?;
+                // the upload changed size and mtime: move the file as it is now
+                src = self.entry(&from)?;
             }
         }
         match self.remote.rename(&from, &to) {

@@ -389,6 +389,62 @@ fn close_reports_enospc_and_leaves_no_short_file() {
     assert_eq!(m.file("/g").unwrap(), b"aXc");
 }
 
+/// An upload breaks and the partial file cannot be deleted (a server that allows STOR but
+/// not DELE): the writes that follow (write(2) retrying the rest after a short write) must
+/// fail too, or close() would upload the partial prefix plus the rest, with a hole between.
+#[test]
+fn writes_after_a_broken_upload_fail_instead_of_leaving_a_hole() {
+    let m = MemoryRemote::new();
+    let f = Arc::new(FaultyRemote::new(m.clone()));
+    let fs = Filesystem::new(f.clone(), opts());
+    let (attr, h) = fs
+        .create(ROOT_INO, n("f"), 0o644, libc::O_WRONLY | libc::O_CREAT)
+        .unwrap();
+    f.break_writes_after(Some(10_000));
+    f.fail_always(Op::Delete, RemoteErrorKind::PermissionDenied);
+    let chunk = data(4096, 9);
+    let mut offset = 0u64;
+    let mut errors = 0;
+    for _ in 0..64 {
+        match fs.write(attr.ino, h.fh, offset, &chunk) {
+            Ok(_) => offset += 4096,
+            Err(_) => {
+                errors += 1;
+                offset += 4096; // a writer that skips what failed and goes on
+            }
+        }
+    }
+    f.break_writes_after(None);
+    assert!(errors > 0, "the broken upload was never reported");
+    let _ = fs.flush(attr.ino, h.fh);
+    let _ = fs.release(attr.ino, h.fh);
+    let left = m.file("/f").unwrap_or_default();
+    assert!(
+        left.len() < 64 * 4096,
+        "a {}-byte file with a hole was uploaded after the upload broke",
+        left.len()
+    );
+}
+
+/// Found by the model workload under load: `425 PASV: Address already in use` refused a
+/// spool upload before STOR, and ftpfs then deleted the file, which still held its previous
+/// content. A failed start must leave the server's file alone (and keep the spool to retry).
+#[test]
+fn upload_refused_before_it_starts_keeps_the_old_file() {
+    let m = MemoryRemote::new();
+    let f = Arc::new(FaultyRemote::new(m.clone()));
+    let fs = Filesystem::new(f.clone(), opts());
+    m.put_file("/g", b"old content");
+    let g = fs.lookup(ROOT_INO, n("g")).unwrap();
+    let h = fs.open(g.ino, libc::O_RDWR).unwrap();
+    fs.write(g.ino, h.fh, 0, b"NEW").unwrap();
+    f.fail_nth(Op::OpenWrite, 1, RemoteErrorKind::Io);
+    assert_eq!(fs.flush(g.ino, h.fh).unwrap_err().errno, libc::EIO);
+    assert_eq!(m.file("/g").unwrap(), b"old content");
+    fs.release(g.ino, h.fh).unwrap();
+    assert_eq!(m.file("/g").unwrap(), b"NEW content");
+}
+
 #[test]
 fn broken_upload_is_eio_and_removed() {
     let m = MemoryRemote::new();
@@ -578,6 +634,23 @@ fn rename_while_writing() {
     fs.release(attr.ino, h.fh).unwrap();
     assert_eq!(m.file("/final").unwrap(), b"part1part2");
     assert!(!m.exists("/tmp"));
+}
+
+/// Found by the model workload (tests/faults.rs): renaming a file whose handle holds
+/// unuploaded writes showed the old size afterwards, so the kernel cut reads short.
+#[test]
+fn rename_with_pending_writes_keeps_the_new_size() {
+    let (m, fs) = setup();
+    m.put_file("/f", b"0123456789");
+    let f = fs.lookup(ROOT_INO, n("f")).unwrap();
+    let h = fs.open(f.ino, libc::O_RDWR).unwrap();
+    fs.write(f.ino, h.fh, 8, b"abcdefgh").unwrap();
+    fs.rename(ROOT_INO, n("f"), ROOT_INO, n("g"), 0).unwrap();
+    assert_eq!(fs.getattr(f.ino).unwrap().size, 16);
+    assert_eq!(fs.lookup(ROOT_INO, n("g")).unwrap().size, 16);
+    fs.release(f.ino, h.fh).unwrap();
+    assert_eq!(fs.getattr(f.ino).unwrap().size, 16);
+    assert_eq!(m.file("/g").unwrap(), b"01234567abcdefgh");
 }
 
 #[test]

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Sender, bounded};
 use log::{debug, warn};
 
-use crate::remote::{Remote, RemoteError, RemoteErrorKind, RemoteResult, WriteMode};
+use crate::remote::{Remote, RemoteError, RemoteErrorKind, RemoteResult, WriteMode, WriteStream};
 
 /// Size of the pieces spools are uploaded and downloaded in.
 const COPY_CHUNK: usize = 1 << 20;
@@ -136,6 +136,12 @@ pub enum Content {
         /// Whether it differs from the server's file.
         dirty: bool,
     },
+    /// A streaming upload broke and its error was reported (by the write or flush that found
+    /// it). The bytes it had taken are lost, so every later write and read on the file fails
+    /// with that error: falling back to the server's (deleted or partial) file instead let the
+    /// next write succeed and close() upload a file with a hole where the lost bytes were.
+    /// Not dirty (nothing left to upload); truncating to zero starts afresh.
+    Failed(RemoteError),
 }
 
 /// What a writer needs to reach the server.
@@ -191,9 +197,8 @@ fn download(ctx: &Ctx<'_>, path: &str) -> RemoteResult<(File, u64)> {
     Ok((file, pos))
 }
 
-/// Uploads the first `size` bytes of `file` to `path`, replacing it.
-fn upload_file(ctx: &Ctx<'_>, path: &str, file: &File, size: u64) -> RemoteResult<()> {
-    let mut stream = ctx.remote.open_write(path, WriteMode::Truncate)?;
+/// Sends the first `size` bytes of `file` into `stream`, an upload already started.
+fn upload_file(mut stream: Box<dyn WriteStream>, file: &File, size: u64) -> RemoteResult<()> {
     let mut buf = vec![
         0u8;
         COPY_CHUNK
@@ -224,8 +229,13 @@ fn remove_partial(ctx: &Ctx<'_>, path: &str, mode: WriteMode, err: &RemoteError)
         return;
     }
     warn!("upload of {path} failed ({err}); removing the partial file");
-    if let Err(e) = ctx.remote.delete(path) {
-        debug!("removing partial {path}: {e}");
+    match ctx.remote.delete(path) {
+        Ok(()) => {}
+        Err(e) if e.kind == RemoteErrorKind::NotFound => debug!("removing partial {path}: {e}"),
+        // the user must learn that an incomplete file is left behind (README, Reliability)
+        Err(e) => warn!(
+            "could not remove the partial file {path} ({e}): it stays on the server, incomplete"
+        ),
     }
 }
 
@@ -242,7 +252,7 @@ impl Content {
     /// Whether local changes await upload.
     pub fn is_dirty(&self) -> bool {
         match self {
-            Content::Remote => false,
+            Content::Remote | Content::Failed(_) => false,
             Content::Empty | Content::Stream(_) => true,
             Content::Spool { dirty, .. } => *dirty,
         }
@@ -251,7 +261,7 @@ impl Content {
     /// The content's size as known locally (None: ask the server's listing).
     pub fn local_size(&self) -> Option<u64> {
         match self {
-            Content::Remote => None,
+            Content::Remote | Content::Failed(_) => None,
             Content::Empty => Some(0),
             Content::Stream(u) => Some(u.pos),
             Content::Spool { size, .. } => Some(*size),
@@ -279,6 +289,9 @@ impl Content {
         append: bool,
         server_size: u64,
     ) -> RemoteResult<u64> {
+        if let Content::Failed(e) = self {
+            return Err(e.clone());
+        }
         if let Content::Stream(up) = self
             && (append || offset == up.pos)
         {
@@ -296,6 +309,7 @@ impl Content {
             if let Some(path) = ctx.path {
                 remove_partial(ctx, path, mode, &err);
             }
+            *self = Content::Failed(err.clone());
             return Err(err);
         }
         let start = match self {
@@ -374,6 +388,7 @@ impl Content {
             Content::Empty => return Ok(Some(Vec::new())),
             Content::Stream(_) => self.ensure_spool(ctx)?,
             Content::Spool { .. } => {}
+            Content::Failed(e) => return Err(e.clone()),
         }
         let Content::Spool { file, size, .. } = self else {
             return Err(RemoteError::new(RemoteErrorKind::Io, "no spool"));
@@ -414,6 +429,7 @@ impl Content {
                 );
                 self.commit(ctx)?;
             }
+            Content::Failed(e) => return Err(e.clone()),
             Content::Remote => {}
         }
         let path = ctx.path()?;
@@ -465,11 +481,22 @@ impl Content {
                     Err(e) => {
                         // The streamed bytes are gone; never leave a short file behind.
                         remove_partial(ctx, path, mode, &e);
+                        *self = Content::Failed(e.clone());
                         Err(e)
                     }
                 }
             }
-            Content::Spool { file, size, .. } => match upload_file(ctx, path, &file, size) {
+            // not dirty: commit returned before this match
+            failed @ Content::Failed(_) => {
+                *self = failed;
+                Ok(None)
+            }
+            Content::Spool { file, size, .. } => match ctx
+                .remote
+                .open_write(path, WriteMode::Truncate)
+                .map_err(|e| (e, false))
+                .and_then(|stream| upload_file(stream, &file, size).map_err(|e| (e, true)))
+            {
                 Ok(()) => {
                     *self = Content::Spool {
                         file,
@@ -478,8 +505,14 @@ impl Content {
                     };
                     Ok(Some(size))
                 }
-                Err(e) => {
-                    remove_partial(ctx, path, WriteMode::Truncate, &e);
+                Err((e, started)) => {
+                    // Refused before a byte went out (e.g. `425 PASV: Address already in
+                    // use`, or STOR denied): the server's file is still the previous version,
+                    // and deleting it would destroy that. (A server that truncated at STOR
+                    // and then lost the data connection keeps what it made of it.)
+                    if started {
+                        remove_partial(ctx, path, WriteMode::Truncate, &e);
+                    }
                     // Keep the content so a later flush/release can try again.
                     *self = Content::Spool {
                         file,

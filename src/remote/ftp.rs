@@ -498,9 +498,10 @@ pub fn map_error(e: FtpError) -> RemoteError {
         FtpError::InvalidName(_) => RemoteErrorKind::InvalidName,
         FtpError::NotSupported(_) => RemoteErrorKind::NotSupported,
         FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Tls(_) => RemoteErrorKind::Io,
-        FtpError::Reply { code, .. } => match code {
+        FtpError::Reply { code, text, .. } => match code {
             550 => RemoteErrorKind::NotFound,
             452 | 552 => RemoteErrorKind::NoSpace,
+            450 | 451 if says_no_space(text) => RemoteErrorKind::NoSpace,
             530 | 532 | 553 => RemoteErrorKind::PermissionDenied,
             450 | 451 => RemoteErrorKind::Transient,
             500 | 502 | 504 => RemoteErrorKind::NotSupported,
@@ -509,6 +510,23 @@ pub fn map_error(e: FtpError) -> RemoteError {
         },
     };
     RemoteError::new(kind, message)
+}
+
+/// Whether a reply's text reports a full disk or an exceeded quota: some servers send that as a
+/// transient 450/451 instead of 452/552. (vsftpd's "Failure writing to local file" and
+/// pure-ftpd's "Error during write to file" on a full disk say nothing we could tell apart
+/// from other write errors: those stay EIO.)
+fn says_no_space(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    [
+        "no space",
+        "disk full",
+        "quota",
+        "not enough space",
+        "insufficient storage",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 #[cfg(test)]
@@ -537,6 +555,26 @@ mod tests {
             RemoteErrorKind::PermissionDenied
         );
         assert_eq!(map_error(reply(502)).kind, RemoteErrorKind::NotSupported);
+        let reply_text = |code, text: &str| FtpError::Reply {
+            command: "STOR quota.txt".into(),
+            code,
+            text: text.into(),
+        };
+        for text in [
+            "No space left on device",
+            "Disk full - please upload later",
+            "Quota exceeded",
+        ] {
+            assert_eq!(
+                map_error(reply_text(451, text)).kind,
+                RemoteErrorKind::NoSpace
+            );
+        }
+        // the file name (in the command) does not count, only the server's words
+        assert_eq!(
+            map_error(reply_text(451, "Failure writing to local file.")).kind,
+            RemoteErrorKind::Transient
+        );
         assert_eq!(
             map_error(FtpError::InvalidName("x".into())).kind,
             RemoteErrorKind::InvalidName

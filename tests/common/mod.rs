@@ -363,3 +363,201 @@ pub fn curl_get(server: &Server, remote: &str) -> Result<Vec<u8>, String> {
 pub fn curl_put(server: &Server, remote: &str, bytes: &[u8]) -> Result<(), String> {
     curl(server, remote, &["-T", "-"], Some(bytes)).map(|_| ())
 }
+
+// ------------------------------------------------------------------ private servers and bounds
+
+/// Runs `f` on its own thread and returns its result; panics if it takes longer than `limit`
+/// (the thread is left behind: the test fails anyway, and a hang is what we are testing for).
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("HANG: {what} did not finish within {limit:?}")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("{what} panicked (see above)")
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not reached within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it for us).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+static PRIVATE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A server process of our own (`scripts/testbed.sh serve`), for tests that kill, stop or
+/// restart a server: the shared test bed must never see that. The server leads its own process
+/// group, and proftpd and pure-ftpd keep their session processes in it, so signalling the group
+/// reaches every session too. Killed (and its root removed) on drop.
+pub struct PrivateServer {
+    /// The server as the other helpers (mounts, curl) want it; `root` is private to this test.
+    pub server: Server,
+    child: Option<std::process::Child>,
+    password: Option<String>,
+}
+
+impl PrivateServer {
+    /// Starts `software` (proftpd or pure-ftpd: their sessions die with the group; vsftpd
+    /// sessions call setsid()) with the test bed's user and password on a free port.
+    pub fn start(software: &str) -> PrivateServer {
+        Self::start_with_password(software, None)
+    }
+
+    /// Like [`PrivateServer::start`], with a password of its own (pure-ftpd only: the others
+    /// check the system user's password, which the shared servers use too).
+    pub fn start_with_password(software: &str, password: Option<&str>) -> PrivateServer {
+        let shared = server("proftpd");
+        let data = shared.root.parent().expect("test bed root has a parent");
+        let n = PRIVATE_COUNTER.fetch_add(1, Ordering::SeqCst);
+        let root = data.join(format!("p-{software}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir(&root).unwrap_or_else(|e| panic!("create {}: {e}", root.display()));
+        std::os::unix::fs::chown(&root, Some(shared.uid), Some(shared.gid)).expect("chown root");
+        let port = free_port();
+        let mut s = PrivateServer {
+            server: Server {
+                name: format!("private-{software}-{port}"),
+                software: software.to_string(),
+                port,
+                root,
+                password: password.map_or(shared.password.clone(), str::to_string),
+                max_per_ip: None,
+                pasv_range: (0, 0),
+                log: PathBuf::new(),
+                ..shared
+            },
+            child: None,
+            password: password.map(str::to_string),
+        };
+        s.spawn();
+        s
+    }
+
+    /// Where the server's stdout and stderr go.
+    fn log_path(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("ftpfs-private-{}.log", self.server.port))
+    }
+
+    /// The server's process id (= its process group id).
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    fn spawn(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.sh");
+        let out = fs::File::create(self.log_path()).expect("server log file");
+        let mut cmd = Command::new("bash");
+        cmd.arg(script)
+            .arg("serve")
+            .arg(&self.server.software)
+            .arg(self.server.port.to_string())
+            .arg(&self.server.root)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup log"))
+            .stderr(out);
+        if let Some(pw) = &self.password {
+            cmd.env("FTPFS_SERVE_PASSWORD", pw);
+        }
+        self.child = Some(cmd.spawn().expect("start testbed.sh serve"));
+        let srv = self.server.clone();
+        wait_for(Duration::from_secs(20), "private server greeting", || {
+            read_welcome(&srv, Duration::from_secs(2)).is_ok_and(|l| l.starts_with("220"))
+        });
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.pid();
+        assert!(pid > 0, "private server not running");
+        // SAFETY: signals the process group of a child we spawned as its own group leader.
+        unsafe { libc::kill(-pid, sig) };
+    }
+
+    /// SIGKILL the server and all its sessions, and reap the listener.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: as in `signal`: our own child's process group.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL only the session processes (children of the listener): every open control and
+    /// data connection drops, but the server keeps accepting new ones.
+    pub fn kill_sessions(&self) -> usize {
+        let pid = self.pid();
+        let children = fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|s| {
+                s.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        for c in &children {
+            // SAFETY: a child of our own server process.
+            unsafe { libc::kill(*c, libc::SIGKILL) };
+        }
+        children.len()
+    }
+
+    /// SIGSTOP the server and its sessions: connections stay open but nothing answers.
+    pub fn stop(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`PrivateServer::stop`].
+    pub fn cont(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Kills the server (if running) and starts it again on the same port and root.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.cont();
+        }
+        self.kill();
+        let _ = fs::remove_dir_all(&self.server.root);
+        // testbed.sh serve keeps config, log and PID files in STATE/serve/PORT
+        if let Some(state) = env_file().parent() {
+            let _ = fs::remove_dir_all(state.join("serve").join(self.server.port.to_string()));
+        }
+        let _ = fs::remove_file(self.log_path());
+    }
+}

@@ -65,20 +65,55 @@ impl Mount {
     /// Mounts `remote_dir` of `server` with `-o opts`, in the foreground; panics with the
     /// daemon's stderr if the mount does not appear within 20 s.
     pub fn new(server: &Server, remote_dir: &str, opts: &str) -> Mount {
+        Mount::with_args(server, remote_dir, opts, &["-f"], "warn")
+    }
+
+    /// Like [`Mount::new`], with other daemon arguments (e.g. `-d`) and `RUST_LOG` level.
+    pub fn with_args(
+        server: &Server,
+        remote_dir: &str,
+        opts: &str,
+        args: &[&str],
+        rust_log: &str,
+    ) -> Mount {
+        Mount::spawn(server, remote_dir, opts, args, rust_log, Stdio::piped())
+    }
+
+    /// Like [`Mount::new`], logging at `rust_log` level into `log` instead of a pipe (a
+    /// debug log of a long test would fill a pipe nobody reads and stall the daemon).
+    pub fn logging_to(
+        server: &Server,
+        remote_dir: &str,
+        opts: &str,
+        rust_log: &str,
+        log: &Path,
+    ) -> Mount {
+        let file = std::fs::File::create(log).expect("create daemon log");
+        Mount::spawn(server, remote_dir, opts, &["-f"], rust_log, file.into())
+    }
+
+    fn spawn(
+        server: &Server,
+        remote_dir: &str,
+        opts: &str,
+        args: &[&str],
+        rust_log: &str,
+        stderr: Stdio,
+    ) -> Mount {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("mnt");
         std::fs::create_dir(&dir).unwrap();
         let child = Command::new(binary())
             .arg(source(server, remote_dir))
             .arg(&dir)
-            .arg("-f")
+            .args(args)
             .arg("-o")
             .arg(opts)
             .env("FTPFS_PASSWORD", &server.password)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("start ftpfs");
         let mut mount = Mount {
