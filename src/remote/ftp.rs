@@ -166,7 +166,7 @@ impl Remote for FtpRemote {
                         transfer: Some(transfer),
                     }));
                 }
-                Err(e) if conn.is_broken() => {
+                Err(e) if conn.is_broken() || is_data_setup_failure(&e) => {
                     log::warn!("upload of {path} could not start ({e}); retrying");
                     self.pool.drop_idle();
                     last = Some(e);
@@ -310,7 +310,7 @@ fn start_retr(pool: &Pool, path: &str, offset: u64) -> RemoteResult<ActiveRead> 
         let mut conn = pool.get(Purpose::Transfer).map_err(map_error)?;
         match conn.retr(path, offset) {
             Ok(transfer) => return Ok(ActiveRead { conn, transfer }),
-            Err(e) if conn.is_broken() => {
+            Err(e) if conn.is_broken() || is_data_setup_failure(&e) => {
                 log::warn!("download of {path} could not start ({e}); retrying");
                 pool.drop_idle();
                 last = Some(e);
@@ -479,6 +479,12 @@ impl Drop for FtpWriteStream {
             let _ = conn.finish_download(transfer, false);
         }
     }
+}
+
+/// A transfer that failed before any data moved because the data connection could not be
+/// set up (425: e.g. the server's passive port was taken): safe to try again at once.
+fn is_data_setup_failure(e: &FtpError) -> bool {
+    matches!(e, FtpError::Reply { code: 425, .. })
 }
 
 /// Splits "/a/b/c" into ("/a/b", "c"); the root's parent is itself.
