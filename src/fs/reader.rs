@@ -295,10 +295,14 @@ impl Producer {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
+                    // A stream that timed out already made the reader wait `timeout=`;
+                    // reopening would make it wait as long again (README: an operation
+                    // still waiting when the timeout expires fails with EIO).
+                    let timed_out = e.kind() == ErrorKind::TimedOut;
                     let err = RemoteError::from_io(e);
                     // The stream is broken; dropping it releases its connection.
                     stream = None;
-                    if may_retry {
+                    if may_retry && !timed_out {
                         // A dropped connection mid-transfer is often transient: resume
                         // once at the same offset before failing the read.
                         warn!("read {} at {}: {err}; reopening once", self.path, self.pos);

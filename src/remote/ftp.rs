@@ -385,18 +385,30 @@ impl Read for FtpReadStream {
                 Ok(n)
             }
             Err(e) => {
+                let timed_out =
+                    e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut;
                 if let Some(ActiveRead { mut conn, transfer }) = guard.take() {
-                    let _ = conn.finish_download(transfer, false);
-                    if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut
-                    {
+                    if timed_out {
+                        // The server sent nothing for a whole timeout: waiting another one
+                        // for a 426 it may never send would double the wait for nothing. The
+                        // reply sequence is unknown, so the connection goes.
+                        drop(transfer);
                         conn.discard();
+                    } else {
+                        let _ = conn.finish_download(transfer, false);
                     }
                 }
-                Err(RemoteError::new(
+                let err = RemoteError::new(
                     RemoteErrorKind::Io,
                     format!("download of {} failed: {e}", self.path),
-                )
-                .into_io())
+                );
+                // The kind tells the reader not to reopen: that would wait a timeout again.
+                let kind = if timed_out {
+                    io::ErrorKind::TimedOut
+                } else {
+                    io::ErrorKind::Other
+                };
+                Err(io::Error::new(kind, err))
             }
         }
     }
