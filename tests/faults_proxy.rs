@@ -78,6 +78,36 @@ fn run_sh(cmdline: &str, limit: Duration) -> (bool, String) {
 const DROP_SEED: u64 = 0x5EED_0005;
 /// Probability that a connection (control or data) is dropped somewhere.
 const DROP_RATE: f64 = 0.03;
+/// Drops on control connections at chosen moments, besides the random ones: ftpfs keeps its
+/// few control connections for the whole mount, and the random drops of a control
+/// connection fall within its first dozen commands, so they would almost never hit login,
+/// listings or transfers of a long session. Each rule fires once, on the occasion after
+/// `skip`; occasions are spaced so that, like independent random drops, no two hit one
+/// operation and its retry.
+const CONTROL_DROPS: &[&str] = &[
+    // login of a replacement connection (the first login is the mount's)
+    "drop:control:at-reply=230:skip=1:times=1",
+    "drop:control:at-reply=230:skip=6:times=1",
+    // between commands: as a listing, a download or an upload is asked for
+    "drop:control:on-command=MLSD:skip=4:times=1",
+    "drop:control:on-command=LIST:skip=4:times=1",
+    "drop:control:on-command=MLSD:skip=15:times=1",
+    "drop:control:on-command=LIST:skip=15:times=1",
+    "drop:control:on-command=RETR:skip=30:times=1",
+    "drop:control:on-command=RETR:skip=90:times=1",
+    "drop:control:on-command=RETR:skip=150:times=1",
+    "drop:control:on-command=STOR:skip=30:times=1",
+    "drop:control:on-command=STOR:skip=90:times=1",
+    "drop:control:on-command=STOR:skip=150:times=1",
+    // as a transfer ends: the data all went through, the verdict is lost
+    "drop:control:at-reply=226:skip=100:times=1",
+    "drop:control:at-reply=226:skip=250:times=1",
+    "drop:control:at-reply=226:skip=400:times=1",
+    // metadata of an upload: rsync's rename and time setting
+    "drop:control:on-command=RNFR:skip=20:times=1",
+    "drop:control:on-command=MFMT:skip=20:times=1",
+    "drop:control:on-command=MDTM:skip=20:times=1",
+];
 /// Files in each test tree.
 const TREE_FILES: usize = 200;
 /// How often a failed file is copied out again before the test gives up.
@@ -159,8 +189,9 @@ fn copy_out(m: &Mount, src: &BTreeMap<String, Vec<u8>>, counts: &mut DropCounts)
     let mut failed = named_in_errors(&stderr, &m.path("out"));
     failed.extend(named_in_errors(&stderr, &out));
     eprintln!(
-        "cp -r out: exit ok={ok}, {} paths named in errors: {failed:?}",
-        failed.len()
+        "cp -r out: exit ok={ok}, {} paths named in errors: {failed:?}\n{}",
+        failed.len(),
+        stderr.trim()
     );
     assert!(
         ok || !failed.is_empty(),
@@ -288,9 +319,16 @@ fn random_drops(name: &str) {
     let (proxy, via) = proxied(&server, |c| {
         c.drop_rate = DROP_RATE;
         c.seed = DROP_SEED;
+        c.faults = CONTROL_DROPS.iter().map(|r| r.parse().unwrap()).collect();
     });
     let log = std::env::temp_dir().join(format!("ftpfs-faults2-drops-{name}.log"));
-    let m = Mount::logging_to(&via, &remote, &opts(&via, ""), "warn", &log);
+    let m = Mount::logging_to(
+        &via,
+        &remote,
+        &opts(&via, ""),
+        &std::env::var("FAULTS2_LOG").unwrap_or("warn".into()),
+        &log,
+    );
     let started = Instant::now();
     let mut counts = DropCounts::default();
     copy_out(&m, &out_tree, &mut counts);

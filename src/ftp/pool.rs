@@ -115,6 +115,7 @@ impl Pool {
     pub fn get(&self, purpose: Purpose) -> FtpResult<PooledControl> {
         let deadline = Instant::now() + self.shared.opts.timeout;
         let mut backoff = Duration::from_millis(50);
+        let mut login_retried = false;
         loop {
             let mut st = self.shared.state.lock();
             if let Some(lowered) = st.limit_lowered_at
@@ -141,6 +142,16 @@ impl Pool {
                         st.open -= 1;
                         self.shared.changed.notify_all();
                         if !is_too_many_connections(&e) {
+                            // A connection lost during greeting or login (reset, closed) is
+                            // tried once more: logging in is safe to repeat, and such a drop
+                            // says nothing about the operation waiting for the connection.
+                            // A timeout is not: it already cost `timeout=`.
+                            if !login_retried && matches!(e, FtpError::Io(_)) && !e.is_timeout() {
+                                login_retried = true;
+                                drop(st);
+                                log::warn!("login failed ({e}); trying once more");
+                                continue;
+                            }
                             return Err(e);
                         }
                         st.server_limits_logins = true;

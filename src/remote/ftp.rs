@@ -1,5 +1,6 @@
 //! `Remote` over a pool of FTP control connections.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -228,7 +229,25 @@ impl Remote for FtpRemote {
     fn rename(&self, from: &str, to: &str) -> RemoteResult<()> {
         let server_from = self.server_path(from)?;
         let server_to = self.server_path(to)?;
-        match self.pool.run(false, |c| c.rename(&server_from, &server_to)) {
+        // A rename is not safe to repeat once RNTO went out (it may have happened), but a
+        // connection lost before that (during RNFR, which changes nothing) is retried once.
+        let target_sent = Cell::new(false);
+        let op = |c: &mut Control| {
+            target_sent.set(false);
+            c.expect(&format!("RNFR {server_from}"), |code| code == 350)?;
+            target_sent.set(true);
+            c.expect(&format!("RNTO {server_to}"), |code| {
+                code == 250 || code == 200
+            })
+            .map(|_| ())
+        };
+        let mut result = self.pool.run(false, op);
+        if matches!(&result, Err(e) if e.breaks_connection()) && !target_sent.get() {
+            log::warn!("rename of {from}: connection lost before RNTO; retrying");
+            self.pool.drop_idle();
+            result = self.pool.run(false, op);
+        }
+        match result {
             Ok(()) => Ok(()),
             Err(e) => {
                 let refused_target =
