@@ -43,6 +43,15 @@ fn opts(server: &Server, extra: &str) -> String {
     fsmount::options(server, "off", &extra)
 }
 
+/// Mounts with the daemon's log in a file named after `tag` (level from `FAULTS2_LOG`,
+/// default warn), so a failure can be looked into; returns the mount and the log's path.
+fn logged_mount(server: &Server, remote: &str, extra: &str, tag: &str) -> (Mount, PathBuf) {
+    let log = std::env::temp_dir().join(format!("ftpfs-faults2-{tag}.log"));
+    let level = std::env::var("FAULTS2_LOG").unwrap_or_else(|_| "warn".into());
+    let m = Mount::logging_to(server, remote, &opts(server, extra), &level, &log);
+    (m, log)
+}
+
 /// Starts a proxy in front of `server`; returns it and a copy of `server` that points at it.
 fn proxied(server: &Server, tweak: impl FnOnce(&mut ProxyConfig)) -> (Proxy, Server) {
     let upstream: SocketAddr = server.addr().parse().expect("server address");
@@ -641,7 +650,7 @@ fn listing_says_1000_but_retr_delivers_10_then_226() {
         lying("short.bin", 1000, Lie::ShortThen226),
     ]);
     let srv = fake.server();
-    let m = Mount::new(&srv, "/", &opts(&srv, "cache_timeout=0"));
+    let (m, _) = logged_mount(&srv, "/", "cache_timeout=0", "short");
     let (r, took) = read_file(m.path("short.bin"), fault_bound(), "read of short.bin");
     let got = r.expect("a file the server says is complete (226) reads without error");
     eprintln!(
@@ -664,7 +673,7 @@ fn retr_of_10_bytes_then_426_is_eio_never_a_short_file() {
         lying("cut.bin", 1000, Lie::ShortThen426),
     ]);
     let srv = fake.server();
-    let m = Mount::new(&srv, "/", &opts(&srv, "cache_timeout=0"));
+    let (m, _) = logged_mount(&srv, "/", "cache_timeout=0", "cut");
     let (r, took) = read_file(m.path("cut.bin"), fault_bound(), "read of cut.bin");
     let e = r.expect_err("a transfer the server aborted (426) must fail the read");
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
@@ -680,7 +689,7 @@ fn reply_150_without_data_is_eio_within_the_timeout() {
     let good = honest("good.bin", 300_000);
     let fake = FakeServer::start(vec![good.clone(), lying("nodata.bin", 1000, Lie::NoData)]);
     let srv = fake.server();
-    let m = Mount::new(&srv, "/", &opts(&srv, "cache_timeout=0"));
+    let (m, _) = logged_mount(&srv, "/", "cache_timeout=0", "nodata");
     let (r, took) = read_file(m.path("nodata.bin"), fault_bound(), "read of nodata.bin");
     let e = r.expect_err("150 and no data must fail the read");
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
@@ -711,13 +720,18 @@ fn replies_out_of_order_are_an_error_and_the_connection_is_dropped() {
         lying("wrong.bin", 1000, Lie::WrongReply),
     ]);
     let srv = fake.server();
-    let m = Mount::new(&srv, "/", &opts(&srv, "cache_timeout=0,connections=1"));
+    let (m, _) = logged_mount(&srv, "/", "cache_timeout=0,connections=1", "out-of-order");
 
     // A 229 in answer to RETR: an error, soon, and no data.
     let (r, took) = read_file(m.path("wrong.bin"), fault_bound(), "read of wrong.bin");
     let e = r.expect_err("a 229 in answer to RETR must fail the read");
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
     eprintln!("wrong.bin (RETR answered with 229): {e} in {took:?}");
+    // Found at once, not by a data timeout (before the fix: 10 s, two timeouts).
+    assert!(
+        took < Duration::from_secs(TIMEOUT),
+        "229 for RETR noticed only after {took:?}"
+    );
     check_good(&m, &good, "after a 229 for RETR");
 
     // An unsolicited second 226 lands before the next EPSV's 229: whatever reads it must
@@ -730,7 +744,15 @@ fn replies_out_of_order_are_an_error_and_the_connection_is_dropped() {
             "dup226.bin round {round}: content differs"
         );
         eprintln!("dup226.bin round {round}: right in {took:?}");
+        let t = Instant::now();
         check_good(&m, &good, &format!("after a duplicate 226 (round {round})"));
+        // Whatever meets the stray 226 notices at once (before the fix a listing read the
+        // stale 229 as its verdict and waited a data timeout).
+        assert!(
+            took + t.elapsed() < Duration::from_secs(TIMEOUT),
+            "round {round}: out-of-order replies cost {:?}",
+            took + t.elapsed()
+        );
         let dir = m.dir.clone();
         let names = within(fault_bound(), "ls", move || {
             fs::read_dir(&dir).map(|d| d.flatten().count())
@@ -748,7 +770,7 @@ fn active_mode_data_from_a_stranger_is_refused() {
     let (proxy, via) = proxied(&server, |c| {
         c.active_source = Some("127.0.0.2".parse().unwrap());
     });
-    let m = Mount::new(&via, &remote, &opts(&via, "active,cache_timeout=0"));
+    let (m, _) = logged_mount(&via, &remote, "active,cache_timeout=0", "stranger");
     let path = m.path("secret.bin");
     let t = Instant::now();
     let r = within(fault_bound(), "read with data from a stranger", move || {
@@ -765,6 +787,18 @@ fn active_mode_data_from_a_stranger_is_refused() {
         ),
         Err(e) => eprintln!("active mode, data from 127.0.0.2: {e} in {took:?}"),
     }
+    // A second try meets the same stranger: it fails the same way, and does not hang on a
+    // connection left waiting for the first try's replies.
+    let dir = m.dir.clone();
+    let t = Instant::now();
+    let listed = within(fault_bound(), "ls with data from a stranger", move || {
+        fs::read_dir(&dir).map(|d| d.flatten().count())
+    });
+    eprintln!("then ls: {listed:?} in {:?}", t.elapsed());
+    assert!(
+        listed.is_err(),
+        "listed a directory over a stranger's connection"
+    );
     let stats = proxy.stats();
     assert!(
         stats.active_rewrites > 0,

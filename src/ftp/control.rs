@@ -513,10 +513,14 @@ impl Control {
     pub fn expect(&mut self, line: &str, ok: impl Fn(u16) -> bool) -> FtpResult<Reply> {
         let reply = self.cmd(line)?;
         if ok(reply.code) {
-            Ok(reply)
-        } else {
-            Err(refusal(line, &reply))
+            return Ok(reply);
         }
+        if reply.code < 400 {
+            // Not a refusal but a positive reply meant for some other command: the reply
+            // sequence slipped, and every later reply on this connection would be off by one.
+            return Err(self.out_of_sequence(line, &reply));
+        }
+        Err(refusal(line, &reply))
     }
 
     /// Checks the connection is alive (NOOP).
@@ -562,6 +566,7 @@ impl Control {
         self.armed_port = match (reply.code, data::parse_epsv(&reply.text())) {
             (229, Some(port)) => Some((port, Instant::now())),
             (421, _) => return Err(refusal("EPSV", &reply)),
+            (code, _) if code < 400 => return Err(self.out_of_sequence("EPSV", &reply)),
             (code, _) => {
                 if (500..600).contains(&code) {
                     self.quirks.no_epsv.store(true, Ordering::Relaxed);
@@ -616,6 +621,11 @@ impl Control {
             }
             if epsv.code == 421 {
                 return Err(refusal("EPSV", &epsv));
+            }
+            if epsv.code < 400 {
+                // e.g. a stray 226 ahead of the 229: not a refusal of EPSV, and no reason
+                // to give up EPSV for good.
+                return Err(self.out_of_sequence("EPSV", &epsv));
             }
             log::debug!("EPSV refused ({}); using PASV from now on", epsv.code);
             self.quirks.no_epsv.store(true, Ordering::Relaxed);
@@ -703,6 +713,10 @@ impl Control {
             Some(r) => r,
             None => self.read()?,
         };
+        if !fits_transfer_command(&reply) {
+            stream.abandon();
+            return Err(self.out_of_sequence(command, &reply));
+        }
         if reply.is_preliminary() {
             return Ok(Transfer {
                 stream,
@@ -752,7 +766,11 @@ impl Control {
             let ready = data::wait_readable(&[listener.as_raw_fd(), ctrl_fd], left)
                 .inspect_err(|_| self.broken = true)?;
             if ready[0] {
-                let sock = data::accept_from(listener, self.peer.ip(), self.opts.timeout)?;
+                // No connection from the server in time (maybe only strangers'): the
+                // server's replies to the command are still on their way, so the
+                // connection's reply sequence is unknown.
+                let sock = data::accept_from(listener, self.peer.ip(), self.opts.timeout)
+                    .inspect_err(|_| self.broken = true)?;
                 data::set_timeouts(&sock, self.opts.timeout)?;
                 return Ok(sock);
             }
@@ -769,6 +787,9 @@ impl Control {
     /// Reads the reply that answers a transfer command before the data connection is up.
     fn note_first_reply(&mut self, command: &str, slot: &mut Option<Reply>) -> FtpResult<()> {
         let reply = self.read()?;
+        if !fits_transfer_command(&reply) {
+            return Err(self.out_of_sequence(command, &reply));
+        }
         let accepted = reply.is_preliminary() || reply.is_success();
         let result = if accepted {
             Ok(())
@@ -837,6 +858,22 @@ impl Control {
         tls::finish_handshake(stream)
     }
 
+    /// A reply that cannot answer `line` (a stray 226 before a 229, a 229 for RETR): the
+    /// replies are out of step with the commands, so the connection is given up.
+    fn out_of_sequence(&mut self, line: &str, reply: &Reply) -> FtpError {
+        self.broken = true;
+        let verb = line.split_whitespace().next().unwrap_or("");
+        log::warn!(
+            "reply {} {} does not answer {verb}: replies out of order, dropping the connection",
+            reply.code,
+            reply.text()
+        );
+        FtpError::Protocol(format!(
+            "reply {} does not answer {verb}: replies out of order",
+            reply.code
+        ))
+    }
+
     fn control_fd(&self) -> FtpResult<i32> {
         self.io
             .get_ref()
@@ -889,6 +926,9 @@ impl Control {
                 }
             },
         };
+        if !fits_transfer_end(&reply) {
+            return Err(self.out_of_sequence("RETR", &reply));
+        }
         if reply.is_success() {
             return Ok(());
         }
@@ -960,6 +1000,9 @@ impl Control {
             Some(r) => r,
             None => self.read_final()?,
         };
+        if !fits_transfer_end(&reply) {
+            return Err(self.out_of_sequence("STOR", &reply));
+        }
         if !reply.is_success() {
             return Err(refusal("STOR", &reply));
         }
@@ -1206,6 +1249,17 @@ impl Drop for Control {
             let _ = sock.shutdown(std::net::Shutdown::Both);
         }
     }
+}
+
+/// Whether a reply can be the first answer to a transfer command (RFC 959: 1xx, or the final
+/// 226/250 of servers that skip the 1xx, or a refusal).
+fn fits_transfer_command(reply: &Reply) -> bool {
+    reply.is_preliminary() || fits_transfer_end(reply)
+}
+
+/// Whether a reply can end a transfer: 226/250 (225 after an early end), or a refusal.
+fn fits_transfer_end(reply: &Reply) -> bool {
+    matches!(reply.code, 225 | 226 | 250) || reply.code >= 400
 }
 
 /// Refuses names that would let a path inject a command.
