@@ -284,6 +284,20 @@ fn copy_in(m: &Mount, server_dir: &Path, src: &BTreeMap<String, Vec<u8>>, counts
         runs += 1;
         counts.tool_runs += 1;
         let (ok, stderr) = run_sh(&cmd, TREE_BOUND);
+        // rsync renames a file into place only after its close() succeeded: whatever has a
+        // final name on the server must be whole, after a failed run too.
+        for (rel, have) in read_tree(&server_dir.join("in")) {
+            if let Some(want) = src.get(&rel)
+                && have != *want
+            {
+                counts.silent_losses += 1;
+                eprintln!(
+                    "SILENT LOSS: {rel} after rsync run {runs}: {} bytes on the server, want {}",
+                    have.len(),
+                    want.len()
+                );
+            }
+        }
         if ok {
             break;
         }
