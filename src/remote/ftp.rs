@@ -166,7 +166,7 @@ impl Remote for FtpRemote {
                         transfer: Some(transfer),
                     }));
                 }
-                Err(e) if conn.is_broken() || is_data_setup_failure(&e) => {
+                Err(e) if (conn.is_broken() && !e.is_timeout()) || is_data_setup_failure(&e) => {
                     log::warn!("upload of {path} could not start ({e}); retrying");
                     self.pool.drop_idle();
                     last = Some(e);
@@ -310,7 +310,7 @@ fn start_retr(pool: &Pool, path: &str, offset: u64) -> RemoteResult<ActiveRead> 
         let mut conn = pool.get(Purpose::Transfer).map_err(map_error)?;
         match conn.retr(path, offset) {
             Ok(transfer) => return Ok(ActiveRead { conn, transfer }),
-            Err(e) if conn.is_broken() || is_data_setup_failure(&e) => {
+            Err(e) if (conn.is_broken() && !e.is_timeout()) || is_data_setup_failure(&e) => {
                 log::warn!("download of {path} could not start ({e}); retrying");
                 pool.drop_idle();
                 last = Some(e);
@@ -385,18 +385,29 @@ impl Read for FtpReadStream {
                 Ok(n)
             }
             Err(e) => {
+                let timed_out = matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                );
                 if let Some(ActiveRead { mut conn, transfer }) = guard.take() {
-                    let _ = conn.finish_download(transfer, false);
-                    if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut
-                    {
-                        conn.discard();
+                    if timed_out {
+                        // The server is not answering: asking it how the transfer ended
+                        // would only wait another full timeout.
+                        transfer.stream.abandon();
+                        conn.discard_stalled();
+                    } else {
+                        let _ = conn.finish_download(transfer, false);
                     }
                 }
-                Err(RemoteError::new(
-                    RemoteErrorKind::Io,
-                    format!("download of {} failed: {e}", self.path),
+                let kind = if timed_out {
+                    RemoteErrorKind::TimedOut
+                } else {
+                    RemoteErrorKind::Io
+                };
+                Err(
+                    RemoteError::new(kind, format!("download of {} failed: {e}", self.path))
+                        .into_io(),
                 )
-                .into_io())
             }
         }
     }
@@ -503,6 +514,7 @@ pub fn map_error(e: FtpError) -> RemoteError {
     let kind = match &e {
         FtpError::InvalidName(_) => RemoteErrorKind::InvalidName,
         FtpError::NotSupported(_) => RemoteErrorKind::NotSupported,
+        _ if e.is_timeout() => RemoteErrorKind::TimedOut,
         FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Tls(_) => RemoteErrorKind::Io,
         FtpError::Reply { code, text, .. } => match code {
             550 => RemoteErrorKind::NotFound,
