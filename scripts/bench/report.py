@@ -73,8 +73,10 @@ def main(path):
             continue
         _, kind, unit, ref, rkind, target, ttext = spec
 
-        def med(tool):
+        def med(tool, fig=fig):
             vals = reps.get((fig, tool))
+            if not vals and tool == "local" and fig != base:
+                vals = reps.get((base, tool))  # ls-warm@rttN: the local ls has no RTT
             if not vals:
                 return None
             if kind == "rate":
