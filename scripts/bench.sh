@@ -43,7 +43,8 @@
 #   file has the full size (rclone full uploads after close, with its 5 s write-back delay);
 #   curl: `curl -T`. The server copy is checksummed afterwards.
 # - ls-cold: `ls -l` of dir/ on a fresh mount (includes the first LIST/MLSD); curl: one LIST of
-#   the same directory (login included). ls-warm: the same `ls -l` again right away; local: `ls
+#   the same directory (minus connect, see curl_t); curl -X MLSD is timed too (in the CSV and
+#   an extra "vs MLSD" row: ftpfs lists with MLSD, which proftpd serves ~1.7x slower than LIST). ls-warm: the same `ls -l` again right away; local: `ls
 #   -l` of the server's own directory.
 # - small-seq / small-p8: `xargs -n1 [-P8] md5sum` over the files (one process per file, like
 #   `cat` one after another, and the sums check the data); curl: one curl process fetching all
@@ -377,7 +378,12 @@ fig_ls() {  # $1 = figure suffix ("" or @rttN)
                 curl)
                     t0=$(now); n=$(curl_t "$(url dir/)" | wc -l); t1=$(now)
                     if [ "$n" -ge "$NDIR" ]; then st=ok; else st=FAIL; fail "curl LIST: $n lines"; fi
-                    record_curl "ls-cold$sfx" "$rep" "$t0" "$t1" 1 listing "$st" ;;
+                    record_curl "ls-cold$sfx" "$rep" "$t0" "$t1" 1 listing "$st"
+                    # the same with MLSD (what ftpfs sends; proftpd's MLSD costs more than LIST)
+                    t0=$(now); n=$(curl_t -X MLSD "$(url dir/)" | wc -l); t1=$(now)
+                    if [ "$n" -ge "$NDIR" ]; then st=ok; else st=FAIL; fail "curl MLSD: $n lines"; fi
+                    echo "ls-cold$sfx,curl-mlsd,$rep,$(awk -v a="$(elapsed "$t0" "$t1")" -v c="$(cat "$TMP/curl.conn")" 'BEGIN { printf "%.6f", a - c }'),1,listing,$st" >> "$CSV"
+                    [ "$st" = ok ] || FAILED=1 ;;
                 local)
                     [ -z "$sfx" ] || continue
                     ls -l "$ROOT/dir" > /dev/null

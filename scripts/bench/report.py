@@ -116,6 +116,10 @@ def main(path):
         rows.append([fig, unit, fmt(m["ftpfs"], unit), fmt(refcol, unit), fmt(m["rclone-off"], unit),
                      fmt(m["rclone-full"], unit), rtext, ttext, ok])
         verdicts.append(ok)
+        if base == "ls-cold" and f is not None and reps.get((fig, "curl-mlsd")):
+            mm = statistics.median(x for x, _ in reps[(fig, "curl-mlsd")])
+            rows.append(["  (vs MLSD)", unit, fmt(f, unit), fmt(mm, unit), "", "", "%.2f x curl MLSD" % (f / mm),
+                         "info", ""])
     if mem:
         peak = mem.get("ftpfs")
         ok = "?" if peak is None else ("ok" if peak <= 64 else "BEHIND")
