@@ -5,7 +5,8 @@
 #
 #   scripts/bench.sh                 default: 1 GiB seq read, 256 MiB write, 10,000-entry ls -l,
 #                                    1,000 x 4 KiB small files, 200 random reads, 200-file tree;
-#                                    3 repetitions, median shown (about 6-10 minutes)
+#                                    3 repetitions, median shown (about 6 minutes here; 10 with
+#                                    --rtt-ms 20)
 #   scripts/bench.sh --quick         small sizes (64 MiB, 32 MiB, 1,000 entries, 100 files, 50
 #                                    reads, 50-file tree), 1 repetition: for development (~1 min)
 #   options:
@@ -111,7 +112,9 @@ proftpd_up() {
     [ -r "$ENV_FILE" ] || return 1
     # shellcheck disable=SC1090
     . "$ENV_FILE"
-    curl -s -m 5 -o /dev/null "ftp://127.0.0.1:${PROFTPD_PORT:-2122}/" --user "$FTPFS_TEST_USER:$(cat /run/ftpfs-testbed/password)" 2>/dev/null
+    # the password goes through a netrc on a pipe, never on a command line
+    curl -s -m 5 -o /dev/null "ftp://127.0.0.1:${PROFTPD_PORT:-2122}/" \
+        --netrc-file <(printf 'machine 127.0.0.1 login %s password %s\n' "$FTPFS_TEST_USER" "$(cat /run/ftpfs-testbed/password)") 2>/dev/null
 }
 if ! proftpd_up; then
     log "test bed state missing or proftpd not answering: running scripts/testbed.sh install + start"
