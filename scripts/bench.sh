@@ -18,7 +18,9 @@
 #                       proxy binary: $FTPFS_PROXY, else target/release/ftpfs-proxy; skipped with
 #                       a warning when it does not exist. Small files use 200 files there.
 #     --tls             explicit FTPS for everyone (ftpfs tls=required, curl --ssl-reqd,
-#                       rclone explicit_tls) instead of plain FTP
+#                       rclone explicit_tls) instead of plain FTP. Against proftpd (TLS session
+#                       reuse required on data connections) curl -Z and rclone fail the parallel
+#                       small-file figure (curl 18 / EOF), so a --tls run exits 1 (curl) by design
 #     --ftpfs-opts OPTS extra -o options for ftpfs (e.g. connections=8)
 #
 # What it does: reads the test bed's state (/run/ftpfs-testbed/env); runs `scripts/testbed.sh
