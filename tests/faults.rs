@@ -323,6 +323,14 @@ fn server_stalled() {
     });
 
     srv.cont();
+    // ftpfs fails requests at once for a moment after a timeout (so a stalled server does
+    // not cost every queued request a full timeout); the mount must recover by itself.
+    let probe = m.path("sub");
+    common::wait_for(
+        fault_bound(),
+        "the mount answers again after SIGCONT",
+        || fs::read_dir(&probe).is_ok(),
+    );
     let dir = m.dir.clone();
     let (listed, data, ()) = within(fault_bound(), "operations after SIGCONT", move || {
         let listed = fs::read_dir(dir.join("sub")).map(|d| d.count());

@@ -65,7 +65,7 @@ pub fn errno_for(kind: RemoteErrorKind) -> i32 {
         RemoteErrorKind::Transient => libc::EIO,
         RemoteErrorKind::AlreadyExists => libc::EEXIST,
         RemoteErrorKind::NotEmpty => libc::ENOTEMPTY,
-        RemoteErrorKind::Io => libc::EIO,
+        RemoteErrorKind::Io | RemoteErrorKind::TimedOut => libc::EIO,
     }
 }
 

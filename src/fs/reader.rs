@@ -15,13 +15,13 @@
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use parking_lot::{Condvar, Mutex};
 
 use super::error::{FsError, FsResult};
-use crate::remote::{ReadStream, Remote, RemoteError};
+use crate::remote::{ReadStream, Remote, RemoteError, RemoteErrorKind};
 
 /// Read-ahead window right after opening or seeking.
 pub const INITIAL_WINDOW: usize = 128 * 1024;
@@ -29,6 +29,8 @@ pub const INITIAL_WINDOW: usize = 128 * 1024;
 pub const SKIP_MAX: u64 = 256 * 1024;
 /// Bytes kept behind the furthest read, for reads that arrive slightly out of order.
 pub const HISTORY: u64 = 1 << 20;
+/// How long reads keep failing at once after the server timed out.
+const STALL_MEMORY: Duration = Duration::from_secs(2);
 /// A stream with a full window and no reader for this long is closed.
 pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
 /// After this many bytes read since a reopen, a broken stream may be reopened again.
@@ -92,7 +94,7 @@ enum TakeError {
     /// The stream was closed for idleness: reopen and try again.
     Reopen,
     /// The stream failed (after its one retry).
-    Failed(FsError),
+    Failed(RemoteError),
 }
 
 /// Sequential-aware reader of one remote file for one open handle.
@@ -102,6 +104,9 @@ pub struct Reader {
     max_window: usize,
     idle_close: Duration,
     fetch: Option<Prefetch>,
+    /// After a timeout, further reads fail at once for a moment instead of each waiting for
+    /// the stalled server again (the kernel retries a failed read-ahead page by itself).
+    stalled: Option<(Instant, FsError)>,
 }
 
 impl Reader {
@@ -113,6 +118,7 @@ impl Reader {
             max_window,
             idle_close: IDLE_CLOSE,
             fetch: None,
+            stalled: None,
         }
     }
 
@@ -128,6 +134,12 @@ impl Reader {
 
     /// Returns `size` bytes at `offset`, fewer only at end of file.
     pub fn read(&mut self, offset: u64, size: usize) -> FsResult<Vec<u8>> {
+        if let Some((until, err)) = &self.stalled {
+            if Instant::now() < *until {
+                return Err(err.clone());
+            }
+            self.stalled = None;
+        }
         let reusable = self.fetch.as_ref().is_some_and(|p| {
             let st = p.shared.state.lock();
             st.error.is_none() && offset >= st.start && offset <= st.end() + SKIP_MAX
@@ -144,7 +156,7 @@ impl Reader {
                 Ok(data) => return Ok(data),
                 Err(TakeError::Failed(e)) => {
                     self.fetch = None;
-                    return Err(e);
+                    return Err(self.note_failure(e));
                 }
                 Err(TakeError::Reopen) => {
                     self.fetch = None;
@@ -155,9 +167,23 @@ impl Reader {
         Err(FsError::io("read-ahead not running"))
     }
 
+    /// Converts a stream failure, remembering a timeout so the reads queued behind this one
+    /// fail at once.
+    fn note_failure(&mut self, e: RemoteError) -> FsError {
+        let timed_out = e.kind == RemoteErrorKind::TimedOut;
+        let err = FsError::from(e);
+        if timed_out {
+            self.stalled = Some((Instant::now() + STALL_MEMORY, err.clone()));
+        }
+        err
+    }
+
     fn start(&mut self, offset: u64) -> FsResult<()> {
         debug!("read {}: opening stream at {offset}", self.path);
-        let stream = self.remote.open_read(&self.path, offset)?;
+        let stream = match self.remote.open_read(&self.path, offset) {
+            Ok(stream) => stream,
+            Err(e) => return Err(self.note_failure(e)),
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 start: offset,
@@ -228,7 +254,7 @@ impl Reader {
                 return Ok(out);
             }
             if let Some(err) = st.error.clone() {
-                return Err(TakeError::Failed(FsError::from(err)));
+                return Err(TakeError::Failed(err));
             }
             if st.idle_closed {
                 return Err(TakeError::Reopen);
@@ -295,14 +321,10 @@ impl Producer {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // A stream that timed out already made the reader wait `timeout=`;
-                    // reopening would make it wait as long again (README: an operation
-                    // still waiting when the timeout expires fails with EIO).
-                    let timed_out = e.kind() == ErrorKind::TimedOut;
                     let err = RemoteError::from_io(e);
                     // The stream is broken; dropping it releases its connection.
                     stream = None;
-                    if may_retry && !timed_out {
+                    if may_retry && err.kind != RemoteErrorKind::TimedOut {
                         // A dropped connection mid-transfer is often transient: resume
                         // once at the same offset before failing the read.
                         warn!("read {} at {}: {err}; reopening once", self.path, self.pos);
@@ -339,7 +361,6 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::RemoteErrorKind;
     use crate::remote::faulty::FaultyRemote;
     use crate::remote::memory::MemoryRemote;
 

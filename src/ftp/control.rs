@@ -219,6 +219,8 @@ pub struct Control {
     /// Set once PROT P is in force: data connections use TLS with this session cache.
     data_tls: Option<(SessionConfig, ServerName<'static>)>,
     broken: bool,
+    /// The server let a wait run out (a stalled server rather than a closed connection).
+    timed_out: bool,
     last_used: Instant,
     /// An EPSV sent ahead of need (after the last transfer) whose reply is still unread.
     epsv_in_flight: bool,
@@ -256,6 +258,7 @@ impl Control {
             features: Features::default(),
             data_tls: None,
             broken: false,
+            timed_out: false,
             last_used: Instant::now(),
             epsv_in_flight: false,
             armed_port: None,
@@ -449,9 +452,15 @@ impl Control {
             }
             Err(e) => {
                 self.broken = true;
+                self.timed_out |= e.is_timeout();
                 Err(e)
             }
         }
+    }
+
+    /// Whether the server failed to answer within the timeout on this connection.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
     }
 
     fn send(&mut self, line: &str) -> FtpResult<()> {

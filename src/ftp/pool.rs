@@ -17,6 +17,9 @@ use super::error::{FtpError, FtpResult};
 
 /// Idle connections older than this get a NOOP before reuse: servers drop idle sessions.
 const IDLE_CHECK: Duration = Duration::from_secs(15);
+/// After the server let a wait run out, new requests fail at once for this long instead of
+/// each waiting a full timeout on a server that is probably stalled.
+const STALL_MEMORY: Duration = Duration::from_secs(2);
 /// After a 421 at login lowered the limit, try the configured limit again after this long.
 const LIMIT_RECOVERY: Duration = Duration::from_secs(60);
 
@@ -44,6 +47,8 @@ struct State {
     limit_lowered_at: Option<Instant>,
     /// Whether the server ever refused a login for too many connections.
     server_limits_logins: bool,
+    /// When a connection last timed out waiting for the server.
+    last_timeout: Option<Instant>,
 }
 
 struct Shared {
@@ -82,6 +87,7 @@ impl Pool {
                     limit: max,
                     limit_lowered_at: None,
                     server_limits_logins: false,
+                    last_timeout: None,
                 }),
                 changed: Condvar::new(),
                 preemptible: Mutex::new(Vec::new()),
@@ -118,6 +124,14 @@ impl Pool {
         let mut login_retried = false;
         loop {
             let mut st = self.shared.state.lock();
+            if let Some(at) = st.last_timeout
+                && at.elapsed() < STALL_MEMORY
+            {
+                return Err(FtpError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the server did not answer within the timeout a moment ago",
+                )));
+            }
             if let Some(lowered) = st.limit_lowered_at
                 && lowered.elapsed() > LIMIT_RECOVERY
             {
@@ -204,7 +218,8 @@ impl Pool {
     ) -> FtpResult<T> {
         let mut conn = self.get(Purpose::Meta)?;
         match op(&mut conn) {
-            Err(e) if idempotent && conn.is_broken() => {
+            // A timeout is not retried: a stalled server would make the caller wait twice.
+            Err(e) if idempotent && conn.is_broken() && !e.is_timeout() => {
                 log::warn!("connection lost ({e}); retrying on a new connection");
                 drop(conn);
                 self.drop_idle();
@@ -273,11 +288,13 @@ impl Pool {
 }
 
 impl PooledControl {
-    /// Takes the connection out of the pool's accounting for good (it is closed on drop).
-    pub fn discard(mut self) {
+    /// Closes a connection whose server stopped answering (a data read timed out), and
+    /// makes requests fail fast for a moment (see `STALL_MEMORY`).
+    pub fn discard_stalled(mut self) {
         if let Some(conn) = self.conn.take() {
             drop(conn);
             let mut st = self.shared.state.lock();
+            st.last_timeout = Some(Instant::now());
             st.open -= 1;
             self.shared.changed.notify_all();
         }
@@ -301,6 +318,9 @@ impl Drop for PooledControl {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         let mut st = self.shared.state.lock();
+        if conn.timed_out() {
+            st.last_timeout = Some(Instant::now());
+        }
         if conn.is_broken() || st.open > st.limit + 1 {
             st.open -= 1;
             drop(st);

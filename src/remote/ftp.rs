@@ -167,7 +167,7 @@ impl Remote for FtpRemote {
                         transfer: Some(transfer),
                     }));
                 }
-                Err(e) if conn.is_broken() || is_data_setup_failure(&e) => {
+                Err(e) if (conn.is_broken() && !e.is_timeout()) || is_data_setup_failure(&e) => {
                     log::warn!("upload of {path} could not start ({e}); retrying");
                     self.pool.drop_idle();
                     last = Some(e);
@@ -329,7 +329,7 @@ fn start_retr(pool: &Pool, path: &str, offset: u64) -> RemoteResult<ActiveRead> 
         let mut conn = pool.get(Purpose::Transfer).map_err(map_error)?;
         match conn.retr(path, offset) {
             Ok(transfer) => return Ok(ActiveRead { conn, transfer }),
-            Err(e) if conn.is_broken() || is_data_setup_failure(&e) => {
+            Err(e) if (conn.is_broken() && !e.is_timeout()) || is_data_setup_failure(&e) => {
                 log::warn!("download of {path} could not start ({e}); retrying");
                 pool.drop_idle();
                 last = Some(e);
@@ -404,30 +404,29 @@ impl Read for FtpReadStream {
                 Ok(n)
             }
             Err(e) => {
-                let timed_out =
-                    e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut;
+                let timed_out = matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                );
                 if let Some(ActiveRead { mut conn, transfer }) = guard.take() {
                     if timed_out {
-                        // The server sent nothing for a whole timeout: waiting another one
-                        // for a 426 it may never send would double the wait for nothing. The
-                        // reply sequence is unknown, so the connection goes.
-                        drop(transfer);
-                        conn.discard();
+                        // The server is not answering: asking it how the transfer ended
+                        // would only wait another full timeout.
+                        transfer.stream.abandon();
+                        conn.discard_stalled();
                     } else {
                         let _ = conn.finish_download(transfer, false);
                     }
                 }
-                let err = RemoteError::new(
-                    RemoteErrorKind::Io,
-                    format!("download of {} failed: {e}", self.path),
-                );
-                // The kind tells the reader not to reopen: that would wait a timeout again.
                 let kind = if timed_out {
-                    io::ErrorKind::TimedOut
+                    RemoteErrorKind::TimedOut
                 } else {
-                    io::ErrorKind::Other
+                    RemoteErrorKind::Io
                 };
-                Err(io::Error::new(kind, err))
+                Err(
+                    RemoteError::new(kind, format!("download of {} failed: {e}", self.path))
+                        .into_io(),
+                )
             }
         }
     }
@@ -534,6 +533,7 @@ pub fn map_error(e: FtpError) -> RemoteError {
     let kind = match &e {
         FtpError::InvalidName(_) => RemoteErrorKind::InvalidName,
         FtpError::NotSupported(_) => RemoteErrorKind::NotSupported,
+        _ if e.is_timeout() => RemoteErrorKind::TimedOut,
         FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Tls(_) => RemoteErrorKind::Io,
         FtpError::Reply { code, text, .. } => match code {
             550 => RemoteErrorKind::NotFound,

@@ -29,8 +29,11 @@ pub enum RemoteErrorKind {
     AlreadyExists,
     /// A directory that is not empty (ENOTEMPTY).
     NotEmpty,
-    /// Connection lost, timeout, malformed reply, TLS failure (EIO).
+    /// Connection lost, malformed reply, TLS failure (EIO).
     Io,
+    /// The server did not answer within the timeout (EIO). Not retried: a stalled server
+    /// would only make the caller wait another full timeout.
+    TimedOut,
 }
 
 /// A failed remote operation: its class plus a human-readable message (never a password).
