@@ -1364,6 +1364,23 @@ mod tests {
     }
 
     #[test]
+    fn replies_that_cannot_answer_a_transfer() {
+        let reply = |code| Reply {
+            code,
+            lines: vec![format!("{code} x")],
+        };
+        for ok in [125, 150, 226, 250, 425, 450, 550] {
+            assert!(fits_transfer_command(&reply(ok)), "{ok}");
+        }
+        // a 229 meant for EPSV, a 200 for TYPE, a 350 for REST: out of order
+        for bad in [200, 227, 229, 257, 331, 350] {
+            assert!(!fits_transfer_command(&reply(bad)), "{bad}");
+        }
+        assert!(!fits_transfer_end(&reply(150)));
+        assert!(fits_transfer_end(&reply(426)));
+    }
+
+    #[test]
     fn password_is_hidden_from_debug() {
         let opts = format!("{:?}", Password::new("hunter2"));
         assert!(!opts.contains("hunter2"));
