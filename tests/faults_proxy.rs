@@ -63,8 +63,8 @@ fn proxied(server: &Server, tweak: impl FnOnce(&mut ProxyConfig)) -> (Proxy, Ser
     (proxy, via)
 }
 
-/// A shell command under `timeout(1)`: (exit success, stderr).
-fn run_sh(cmdline: &str, limit: Duration) -> (bool, String) {
+/// A shell command under `timeout(1)`: (exit success, stdout, stderr).
+fn run_sh(cmdline: &str, limit: Duration) -> (bool, String, String) {
     let out = Command::new("timeout")
         .arg(limit.as_secs().to_string())
         .args(["sh", "-c", cmdline])
@@ -77,6 +77,7 @@ fn run_sh(cmdline: &str, limit: Duration) -> (bool, String) {
     );
     (
         out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
@@ -181,6 +182,8 @@ fn named_in_errors(stderr: &str, prefix: &Path) -> BTreeSet<String> {
 #[derive(Default, Debug)]
 struct DropCounts {
     tool_runs: usize,
+    /// Files the tools set out to copy, counted again for each retry.
+    file_copies: usize,
     retries: usize,
     files_verified: usize,
     bytes_verified: u64,
@@ -193,8 +196,9 @@ fn copy_out(m: &Mount, src: &BTreeMap<String, Vec<u8>>, counts: &mut DropCounts)
     let dest = tempfile::tempdir().unwrap();
     let out = dest.path().join("out");
     let cmd = format!("cp -r {} {}", fsmount::q(&m.path("out")), fsmount::q(&out));
-    let (ok, stderr) = run_sh(&cmd, TREE_BOUND);
+    let (ok, _, stderr) = run_sh(&cmd, TREE_BOUND);
     counts.tool_runs += 1;
+    counts.file_copies += src.len();
     let mut failed = named_in_errors(&stderr, &m.path("out"));
     failed.extend(named_in_errors(&stderr, &out));
     eprintln!(
@@ -243,7 +247,8 @@ fn copy_out(m: &Mount, src: &BTreeMap<String, Vec<u8>>, counts: &mut DropCounts)
             }
             let _ = fs::remove_dir_all(&to);
             let cmd = format!("cp -rT {} {}", fsmount::q(&from), fsmount::q(&to));
-            let (ok, err) = run_sh(&cmd, TREE_BOUND);
+            counts.file_copies += 1;
+            let (ok, _, err) = run_sh(&cmd, TREE_BOUND);
             if ok {
                 done = true;
                 break;
@@ -275,7 +280,7 @@ fn copy_in(m: &Mount, server_dir: &Path, src: &BTreeMap<String, Vec<u8>>, counts
         fs::write(&p, bytes).unwrap();
     }
     let cmd = format!(
-        "rsync -a {}/ {}/",
+        "rsync -a --out-format=%n {}/ {}/",
         fsmount::q(local.path()),
         fsmount::q(&m.path("in"))
     );
@@ -283,7 +288,9 @@ fn copy_in(m: &Mount, server_dir: &Path, src: &BTreeMap<String, Vec<u8>>, counts
     loop {
         runs += 1;
         counts.tool_runs += 1;
-        let (ok, stderr) = run_sh(&cmd, TREE_BOUND);
+        let (ok, stdout, stderr) = run_sh(&cmd, TREE_BOUND);
+        // --out-format=%n names each file (and directory, with a trailing /) it sends
+        counts.file_copies += stdout.lines().filter(|l| !l.ends_with('/')).count();
         // rsync renames a file into place only after its close() succeeded: whatever has a
         // final name on the server must be whole, after a failed run too.
         for (rel, have) in read_tree(&server_dir.join("in")) {
@@ -360,11 +367,13 @@ fn random_drops(name: &str) {
     let stats = proxy.stats();
     eprintln!(
         "{name}: random drops (rate {DROP_RATE}, seed {DROP_SEED:#x}): {} faults injected over {} \
-         control + {} data connections; {} tool runs, {} retries; {} files / {} bytes verified, \
+         control + {} data connections; {} file copies in {} tool runs, {} retries; \
+         {} files / {} bytes verified, \
          {} silent losses, 0 hangs; {:?}",
         stats.faults_injected,
         stats.control_connections,
         stats.data_connections,
+        counts.file_copies,
         counts.tool_runs,
         counts.retries,
         counts.files_verified,
