@@ -88,6 +88,19 @@ fn run_sh(cmdline: &str, limit: Duration) -> (bool, String, String) {
 const DROP_SEED: u64 = 0x5EED_0005;
 /// Probability that a connection (control or data) is dropped somewhere.
 const DROP_RATE: f64 = 0.03;
+
+/// Seed and rate of the random drops; `FAULTS2_SEED` and `FAULTS2_RATE` override them, to
+/// replay a failure or explore.
+fn drop_settings() -> (u64, f64) {
+    let env = |k: &str| std::env::var(k).ok();
+    let seed = env("FAULTS2_SEED")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DROP_SEED);
+    let rate = env("FAULTS2_RATE")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DROP_RATE);
+    (seed, rate)
+}
 /// Drops on control connections at chosen moments, besides the random ones: ftpfs keeps its
 /// few control connections for the whole mount, and the random drops of a control
 /// connection fall within its first dozen commands, so they would almost never hit login,
@@ -124,7 +137,7 @@ const TREE_FILES: usize = 200;
 const MAX_ATTEMPTS: usize = 5;
 /// How often `rsync -a` is re-run before the test gives up. rsync stops at the first file
 /// whose close() fails, and a drop in the middle of an upload cannot be retried by ftpfs
-/// (the bytes are gone): each run gets about 1/DROP_RATE uploads further, hence more runs.
+/// (the bytes are gone): each run gets about 1/rate uploads further, hence more runs.
 const RSYNC_RUNS: usize = 30;
 /// Bound for one run of `cp -r`/`rsync -a` over a whole tree.
 const TREE_BOUND: Duration = Duration::from_secs(600);
@@ -339,6 +352,7 @@ fn copy_in(m: &Mount, server_dir: &Path, src: &BTreeMap<String, Vec<u8>>, counts
 
 fn random_drops(name: &str) {
     let server = common::server(name);
+    let (seed, rate) = drop_settings();
     let (remote, local) = common::scratch_dir(&server, &format!("drops-{name}"));
     let out_tree = tree(1);
     for (rel, bytes) in &out_tree {
@@ -347,8 +361,8 @@ fn random_drops(name: &str) {
     fs::create_dir(local.join("in")).unwrap();
     std::os::unix::fs::chown(local.join("in"), Some(server.uid), Some(server.gid)).unwrap();
     let (proxy, via) = proxied(&server, |c| {
-        c.drop_rate = DROP_RATE;
-        c.seed = DROP_SEED;
+        c.drop_rate = rate;
+        c.seed = seed;
         c.faults = CONTROL_DROPS.iter().map(|r| r.parse().unwrap()).collect();
     });
     let log = std::env::temp_dir().join(format!("ftpfs-faults2-drops-{name}.log"));
@@ -366,7 +380,7 @@ fn random_drops(name: &str) {
     copy_in(&m, &local, &in_tree, &mut counts);
     let stats = proxy.stats();
     eprintln!(
-        "{name}: random drops (rate {DROP_RATE}, seed {DROP_SEED:#x}): {} faults injected over {} \
+        "{name}: random drops (rate {rate}, seed {seed:#x}): {} faults injected over {} \
          control + {} data connections; {} file copies in {} tool runs, {} retries; \
          {} files / {} bytes verified, \
          {} silent losses, 0 hangs; {:?}",
