@@ -512,6 +512,12 @@ impl fuser::Filesystem for FtpFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        // Sequential reads are mostly already downloaded by the read-ahead: answer those
+        // here, and hand only the ones that may wait to a worker.
+        if let Some(data) = self.fs.try_read(ino.0, fh.0, offset, size) {
+            reply.data(&data);
+            return;
+        }
         self.spawn(move |fs| match fs.read(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno("read", &e)),
@@ -530,7 +536,15 @@ impl fuser::Filesystem for FtpFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let data = data.to_vec();
+        // Writes that continue a streaming upload with room in its queue are taken here;
+        // only those that may wait go to a worker.
+        let data = match self.fs.try_write(ino.0, fh.0, offset, data.to_vec()) {
+            Ok(written) => {
+                reply.written(written);
+                return;
+            }
+            Err(data) => data,
+        };
         self.spawn(move |fs| match fs.write(ino.0, fh.0, offset, &data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno("write", &e)),

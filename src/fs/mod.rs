@@ -926,6 +926,50 @@ impl Filesystem {
         }
     }
 
+    /// Answers a read from data already downloaded, without blocking: None when that is not
+    /// possible (pending local writes, nothing buffered yet, a lock held), and the caller
+    /// then uses `read`. Never touches the network.
+    pub fn try_read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Option<Vec<u8>> {
+        let h = self
+            .handles
+            .file(fh)
+            .filter(|h| h.ino == ino && h.readable())?;
+        if !matches!(*h.file.content.try_lock()?, Content::Remote) {
+            return None;
+        }
+        let version = h.file.version.load(Ordering::SeqCst);
+        let mut reader = h.reader.try_lock()?;
+        match reader.as_mut() {
+            Some((v, r)) if *v == version => r.try_read(offset, size as usize),
+            _ => None,
+        }
+    }
+
+    /// Takes a write that continues a running upload without blocking (the FUSE thread can
+    /// answer it itself); gives the data back when it needs `write` (anything else, a full
+    /// queue, a lock held, a read-only mount).
+    pub fn try_write(&self, ino: Ino, fh: Fh, offset: u64, data: Vec<u8>) -> Result<u32, Vec<u8>> {
+        let Ok(len) = u32::try_from(data.len()) else {
+            return Err(data);
+        };
+        if self.opts.read_only {
+            return Err(data);
+        }
+        let Some(h) = self
+            .handles
+            .file(fh)
+            .filter(|h| h.ino == ino && h.writable())
+        else {
+            return Err(data);
+        };
+        let Some(mut content) = h.file.content.try_lock() else {
+            return Err(data);
+        };
+        content.try_stream_write(offset, data, h.append())?;
+        h.file.refresh_overlay(&content);
+        Ok(len)
+    }
+
     /// Writes `data` at `offset` (at the end for O_APPEND handles); returns bytes written.
     pub fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> FsResult<u32> {
         self.check_writable()?;
@@ -1035,7 +1079,11 @@ impl Filesystem {
         h.reader.lock().take();
         // Upload before leaving the table, so getattr keeps seeing the local size until
         // the server has it.
-        let dirty = h.file.content.lock().is_dirty();
+        // The kernel sends RELEASE after close() has returned, so another handle of the same
+        // file (e.g. the program reopened it at once) may be writing right now: its changes
+        // are its own to commit at its flush/release. Only the last user uploads here.
+        let last_user = h.file.users() <= 1;
+        let dirty = last_user && h.file.content.lock().is_dirty();
         let result = if dirty {
             self.commit(&h.file).map_err(close_error)
         } else {

@@ -36,12 +36,12 @@ pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
 /// After this many bytes read since a reopen, a broken stream may be reopened again.
 const RETRY_RESET: u64 = 1 << 20;
 /// How much the background thread asks the stream for at once.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 #[derive(Default)]
 struct State {
     /// Downloaded bytes, starting at file offset `start` (history, then read-ahead).
-    buf: VecDeque<u8>,
+    buf: ChunkBuf,
     start: u64,
     /// The furthest offset the consumer has read up to.
     pos: u64,
@@ -130,6 +130,25 @@ impl Reader {
     /// The path this reader downloads.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// Serves a read only if the read-ahead already holds all of it (or the end of file),
+    /// without waiting and without touching the network; None otherwise. Lets the FUSE
+    /// thread answer steady sequential reads itself, without a hand-off to a worker.
+    pub fn try_read(&mut self, offset: u64, size: usize) -> Option<Vec<u8>> {
+        let fetch = self.fetch.as_ref()?;
+        let want_end = offset.saturating_add(size as u64);
+        {
+            let st = fetch.shared.state.try_lock()?;
+            let ready = st.error.is_none()
+                && offset >= st.start
+                && offset <= st.end()
+                && (st.end() >= want_end || st.eof);
+            if !ready {
+                return None;
+            }
+        }
+        Self::take(&fetch.shared, offset, size, self.max_window).ok()
     }
 
     /// Returns `size` bytes at `offset`, fewer only at end of file.
@@ -223,15 +242,7 @@ impl Reader {
                 let to = want_end.min(st.end()).saturating_sub(st.start);
                 let mut out = Vec::with_capacity(to.saturating_sub(from) as usize);
                 if from < to {
-                    let (a, b) = st.buf.as_slices();
-                    let (from, to) = (from as usize, to as usize);
-                    let split = a.len();
-                    if from < split {
-                        out.extend_from_slice(&a[from..to.min(split)]);
-                    }
-                    if to > split {
-                        out.extend_from_slice(&b[from.max(split) - split..to - split]);
-                    }
+                    st.buf.copy_range(from as usize, to as usize, &mut out);
                 }
                 let new_pos = offset + out.len() as u64;
                 if new_pos > st.pos {
@@ -246,7 +257,7 @@ impl Reader {
                 let behind = st.pos.saturating_sub(st.start);
                 if behind > HISTORY {
                     let drop = (behind - HISTORY).min(st.buf.len() as u64) as usize;
-                    st.buf.drain(..drop);
+                    st.buf.drop_front(drop);
                     st.start += drop as u64;
                 }
                 st.wanted = 0;
@@ -264,6 +275,80 @@ impl Reader {
             shared.cond.notify_all();
             shared.cond.wait(&mut st);
         }
+    }
+}
+
+/// Downloaded bytes as a queue of chunks, so that the producer hands over what it read
+/// without copying it again; consumed chunks are recycled for the next reads.
+#[derive(Default)]
+struct ChunkBuf {
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes of the first chunk already dropped.
+    head: usize,
+    len: usize,
+    spare: Vec<Vec<u8>>,
+}
+
+impl ChunkBuf {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, chunk: Vec<u8>) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Forgets the first `n` bytes.
+    fn drop_front(&mut self, n: usize) {
+        let mut n = n.min(self.len);
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let left = front.len() - self.head;
+            if n < left {
+                self.head += n;
+                break;
+            }
+            n -= left;
+            self.head = 0;
+            if let Some(done) = self.chunks.pop_front()
+                && done.capacity() == CHUNK
+                && self.spare.len() < 4
+            {
+                self.spare.push(done);
+            }
+        }
+    }
+
+    /// Appends bytes [from, to) of the buffer to `out`.
+    fn copy_range(&self, from: usize, to: usize, out: &mut Vec<u8>) {
+        let mut skip = from + self.head;
+        let mut remaining = to.saturating_sub(from);
+        for chunk in &self.chunks {
+            if remaining == 0 {
+                break;
+            }
+            if skip >= chunk.len() {
+                skip -= chunk.len();
+                continue;
+            }
+            let take = (chunk.len() - skip).min(remaining);
+            out.extend_from_slice(&chunk[skip..skip + take]);
+            remaining -= take;
+            skip = 0;
+        }
+    }
+
+    /// A recycled full-size chunk to read into next, if one is free.
+    fn spare_chunk(&mut self) -> Option<Vec<u8>> {
+        let mut chunk = self.spare.pop()?;
+        chunk.resize(CHUNK, 0);
+        Some(chunk)
     }
 }
 
@@ -316,7 +401,18 @@ impl Producer {
                     if since_reopen >= RETRY_RESET {
                         may_retry = true;
                     }
-                    self.shared.state.lock().buf.extend(&chunk[..n]);
+                    let mut st = self.shared.state.lock();
+                    // A well-filled chunk is handed over as it is (no copy); a small read
+                    // (e.g. one TLS record) is copied so buffers do not waste their capacity.
+                    if n * 4 >= chunk.len() * 3 {
+                        let mut full = st.buf.spare_chunk().unwrap_or_else(|| vec![0u8; CHUNK]);
+                        std::mem::swap(&mut full, &mut chunk);
+                        full.truncate(n);
+                        st.buf.push(full);
+                    } else {
+                        st.buf.push(chunk[..n].to_vec());
+                    }
+                    drop(st);
                     self.shared.cond.notify_all();
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -457,5 +553,33 @@ mod tests {
         );
         let mut r = Reader::new(f, "/f".into(), 8 << 20);
         assert_eq!(r.read(0, 1).unwrap_err().errno, libc::ENOENT);
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn ranges_across_chunks_and_dropped_fronts() {
+        let mut b = ChunkBuf::default();
+        b.push(b"hello ".to_vec());
+        b.push(Vec::new());
+        b.push(b"wide ".to_vec());
+        b.push(b"world".to_vec());
+        assert_eq!(b.len(), 16);
+        let mut out = Vec::new();
+        b.copy_range(3, 13, &mut out);
+        assert_eq!(out, b"lo wide wo");
+        b.drop_front(8);
+        assert_eq!(b.len(), 8);
+        out.clear();
+        b.copy_range(0, 8, &mut out);
+        assert_eq!(out, b"de world");
+        b.drop_front(100);
+        assert_eq!(b.len(), 0);
+        out.clear();
+        b.copy_range(0, 4, &mut out);
+        assert!(out.is_empty());
     }
 }

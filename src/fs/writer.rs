@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Sender, TrySendError, bounded};
 use log::{debug, warn};
 
 use crate::remote::{Remote, RemoteError, RemoteErrorKind, RemoteResult, WriteMode, WriteStream};
@@ -100,6 +100,22 @@ impl Upload {
             self.pos += data.len() as u64;
         }
         ok
+    }
+
+    /// Queues bytes only if that needs no waiting; gives them back otherwise (queue full,
+    /// or the upload ended: the blocking path then finds out why).
+    fn try_send(&mut self, data: Vec<u8>) -> Result<(), Vec<u8>> {
+        let Some(tx) = self.tx.as_ref() else {
+            return Err(data);
+        };
+        let len = data.len() as u64;
+        match tx.try_send(data) {
+            Ok(()) => {
+                self.pos += len;
+                Ok(())
+            }
+            Err(TrySendError::Full(d) | TrySendError::Disconnected(d)) => Err(d),
+        }
     }
 
     /// Ends the upload and waits for the server's verdict.
@@ -281,6 +297,20 @@ impl Content {
     /// Writes `data` at `offset` (at the end when `append`). `server_size` is the size the
     /// server's file has as far as we know, used to decide whether streaming is possible.
     /// Returns the offset actually written at.
+    /// Appends to a running stream without blocking, when the write continues it and the
+    /// queue has room; gives the data back otherwise (the caller then uses `write`).
+    pub fn try_stream_write(
+        &mut self,
+        offset: u64,
+        data: Vec<u8>,
+        append: bool,
+    ) -> Result<(), Vec<u8>> {
+        match self {
+            Content::Stream(up) if append || offset == up.pos => up.try_send(data),
+            _ => Err(data),
+        }
+    }
+
     pub fn write(
         &mut self,
         ctx: &Ctx<'_>,
