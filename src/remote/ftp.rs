@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -14,6 +14,9 @@ use super::{
 use crate::ftp::control::{Control, Features, Transfer, check_name};
 use crate::ftp::pool::{Pool, PooledControl, Preemptible, Purpose};
 use crate::ftp::{FtpError, FtpResult};
+
+/// A download must have been left unread this long before the pool may take its connection.
+const PREEMPT_IDLE: Duration = Duration::from_millis(500);
 
 /// The filesystem's storage: one FTP server, under a base directory.
 pub struct FtpRemote {
@@ -328,7 +331,13 @@ fn start_retr(pool: &Pool, path: &str, offset: u64) -> RemoteResult<ActiveRead> 
     for _ in 0..2 {
         let mut conn = pool.get(Purpose::Transfer).map_err(map_error)?;
         match conn.retr(path, offset) {
-            Ok(transfer) => return Ok(ActiveRead { conn, transfer }),
+            Ok(transfer) => {
+                return Ok(ActiveRead {
+                    conn,
+                    transfer,
+                    touched: Instant::now(),
+                });
+            }
             Err(e) if (conn.is_broken() && !e.is_timeout()) || is_data_setup_failure(&e) => {
                 log::warn!("download of {path} could not start ({e}); retrying");
                 pool.drop_idle();
@@ -346,6 +355,8 @@ fn start_retr(pool: &Pool, path: &str, offset: u64) -> RemoteResult<ActiveRead> 
 struct ActiveRead {
     conn: PooledControl,
     transfer: Transfer,
+    /// When the download last started or delivered data.
+    touched: Instant,
 }
 
 /// The part of a download the pool may take back while nobody is reading.
@@ -356,7 +367,14 @@ struct ReadSlot {
 impl Preemptible for ReadSlot {
     fn preempt(&self) -> Option<PooledControl> {
         let mut guard = self.active.try_lock()?;
-        let ActiveRead { mut conn, transfer } = guard.take()?;
+        // A download that just started or just delivered data is about to be read again:
+        // taking its connection would only make it start over (and take another one).
+        if guard.as_ref()?.touched.elapsed() < PREEMPT_IDLE {
+            return None;
+        }
+        let ActiveRead {
+            mut conn, transfer, ..
+        } = guard.take()?;
         drop(guard);
         log::debug!("preempting an idle download to free its connection");
         match conn.finish_download(transfer, false) {
@@ -391,7 +409,9 @@ impl Read for FtpReadStream {
         };
         match active.transfer.read(buf) {
             Ok(0) => {
-                let ActiveRead { mut conn, transfer } = guard.take().expect("checked above");
+                let ActiveRead {
+                    mut conn, transfer, ..
+                } = guard.take().expect("checked above");
                 // End of data only counts as end of file once the server confirms with 226:
                 // a data connection cut short by a crash must not look like a short file.
                 conn.finish_download(transfer, true)
@@ -401,6 +421,7 @@ impl Read for FtpReadStream {
             }
             Ok(n) => {
                 self.offset += n as u64;
+                active.touched = Instant::now();
                 Ok(n)
             }
             Err(e) => {
@@ -408,7 +429,10 @@ impl Read for FtpReadStream {
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 );
-                if let Some(ActiveRead { mut conn, transfer }) = guard.take() {
+                if let Some(ActiveRead {
+                    mut conn, transfer, ..
+                }) = guard.take()
+                {
                     if timed_out {
                         // The server is not answering: asking it how the transfer ended
                         // would only wait another full timeout.
@@ -435,7 +459,10 @@ impl Read for FtpReadStream {
 impl ReadStream for FtpReadStream {
     fn close(self: Box<Self>) -> RemoteResult<()> {
         let taken = self.slot.active.lock().take();
-        if let Some(ActiveRead { mut conn, transfer }) = taken {
+        if let Some(ActiveRead {
+            mut conn, transfer, ..
+        }) = taken
+        {
             conn.finish_download(transfer, false).map_err(map_error)?;
         }
         Ok(())
@@ -444,7 +471,10 @@ impl ReadStream for FtpReadStream {
 
 impl Drop for FtpReadStream {
     fn drop(&mut self) {
-        if let Some(ActiveRead { mut conn, transfer }) = self.slot.active.lock().take() {
+        if let Some(ActiveRead {
+            mut conn, transfer, ..
+        }) = self.slot.active.lock().take()
+        {
             let _ = conn.finish_download(transfer, false);
         }
     }
