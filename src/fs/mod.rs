@@ -721,8 +721,17 @@ impl Filesystem {
                 .is_some_and(|p| p == from || p.starts_with(&prefix));
             if moving && of.content.lock().is_dirty() {
                 self.commit(&of).map_err(close_error)?;
-                // the upload changed size and mtime: move the file as it is now
-                src = self.entry(&from)?;
+                // The upload changed size and mtime: move the file as the server has it now.
+                // Asked of the server itself, since a listing fetched while the upload ran
+                // (or shared with another lookup) may still show the old size.
+                if src.kind == EntryKind::File {
+                    let mut fresh = self.remote.stat(&from)?;
+                    fresh.name = src.name.clone();
+                    self.update_entry(&from, |e| *e = fresh.clone());
+                    src = fresh;
+                } else {
+                    src = self.entry(&from)?;
+                }
             }
         }
         match self.remote.rename(&from, &to) {
