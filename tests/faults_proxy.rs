@@ -12,16 +12,15 @@ mod fsmount;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, within};
+use common::{Server, proxied, within};
 use fsmount::Mount;
-use ftpfs::testproxy::{Proxy, ProxyConfig};
 
 const MIB: usize = 1 << 20;
 /// `timeout=` of every mount here: short, so a fault shows up fast.
@@ -50,17 +49,6 @@ fn logged_mount(server: &Server, remote: &str, extra: &str, tag: &str) -> (Mount
     let level = std::env::var("FAULTS2_LOG").unwrap_or_else(|_| "warn".into());
     let m = Mount::logging_to(server, remote, &opts(server, extra), &level, &log);
     (m, log)
-}
-
-/// Starts a proxy in front of `server`; returns it and a copy of `server` that points at it.
-fn proxied(server: &Server, tweak: impl FnOnce(&mut ProxyConfig)) -> (Proxy, Server) {
-    let upstream: SocketAddr = server.addr().parse().expect("server address");
-    let mut config = ProxyConfig::new(upstream);
-    tweak(&mut config);
-    let proxy = Proxy::start(config).expect("start proxy");
-    let mut via = server.clone();
-    via.port = proxy.addr().port();
-    (proxy, via)
 }
 
 /// A shell command under `timeout(1)`: (exit success, stdout, stderr).

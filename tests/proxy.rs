@@ -7,24 +7,11 @@
 
 mod common;
 
-use common::{Server, curl, curl_get, curl_list, curl_put, random_bytes, scratch_dir};
-use ftpfs::testproxy::{Proxy, ProxyConfig};
+use common::{Server, curl, curl_get, curl_list, curl_put, proxied, random_bytes, scratch_dir};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Start a proxy in front of `server`; returns it and a copy of `server` that points at it,
-/// so the `common::curl*` helpers go through the proxy.
-fn proxied(server: &Server, tweak: impl FnOnce(&mut ProxyConfig)) -> (Proxy, Server) {
-    let upstream: SocketAddr = server.addr().parse().expect("server address");
-    let mut config = ProxyConfig::new(upstream);
-    tweak(&mut config);
-    let proxy = Proxy::start(config).expect("start proxy");
-    let mut via = server.clone();
-    via.port = proxy.addr().port();
-    (proxy, via)
-}
 
 /// A scratch directory holding one file `f.bin` of `len` random bytes.
 fn dir_with_file(server: &Server, test: &str, len: usize) -> (String, Vec<u8>) {

@@ -159,28 +159,13 @@ impl Remote for FtpRemote {
     fn open_write(&self, path: &str, mode: WriteMode) -> RemoteResult<Box<dyn WriteStream>> {
         let server_path = self.server_path(path)?;
         let append = mode == WriteMode::Append;
-        let mut last = None;
-        // Nothing has been stored until the 1xx: a broken connection may be retried once.
-        for _ in 0..2 {
-            let mut conn = self.pool.get(Purpose::Transfer).map_err(map_error)?;
-            match conn.stor(&server_path, append) {
-                Ok(transfer) => {
-                    return Ok(Box::new(FtpWriteStream {
-                        conn: Some(conn),
-                        transfer: Some(transfer),
-                    }));
-                }
-                Err(e) if (conn.is_broken() && !e.is_timeout()) || is_data_setup_failure(&e) => {
-                    log::warn!("upload of {path} could not start ({e}); retrying");
-                    self.pool.drop_idle();
-                    last = Some(e);
-                }
-                Err(e) => return Err(self.classify_550(path, map_error(e))),
-            }
-        }
-        Err(map_error(last.unwrap_or_else(|| {
-            FtpError::Protocol("upload could not start".into())
-        })))
+        let (conn, transfer) =
+            start_transfer(&self.pool, "upload", path, |c| c.stor(&server_path, append))
+                .map_err(|e| self.classify_550(path, map_error(e)))?;
+        Ok(Box::new(FtpWriteStream {
+            conn: Some(conn),
+            transfer: Some(transfer),
+        }))
     }
 
     fn delete(&self, path: &str) -> RemoteResult<()> {
@@ -327,28 +312,38 @@ fn working_directory(conn: &mut Control) -> FtpResult<String> {
 
 /// Opens REST+RETR on a transfer connection, retrying once if the connection was dead.
 fn start_retr(pool: &Pool, path: &str, offset: u64) -> RemoteResult<ActiveRead> {
+    let (conn, transfer) =
+        start_transfer(pool, "download", path, |c| c.retr(path, offset)).map_err(map_error)?;
+    Ok(ActiveRead {
+        conn,
+        transfer,
+        touched: Instant::now(),
+    })
+}
+
+/// Starts a transfer on a transfer connection. Nothing has moved before the server's 1xx, so
+/// a connection found broken (not a timeout) or a data connection that could not be set up
+/// (425) is retried once on another connection.
+fn start_transfer(
+    pool: &Pool,
+    what: &str,
+    path: &str,
+    mut start: impl FnMut(&mut Control) -> FtpResult<Transfer>,
+) -> FtpResult<(PooledControl, Transfer)> {
     let mut last = None;
     for _ in 0..2 {
-        let mut conn = pool.get(Purpose::Transfer).map_err(map_error)?;
-        match conn.retr(path, offset) {
-            Ok(transfer) => {
-                return Ok(ActiveRead {
-                    conn,
-                    transfer,
-                    touched: Instant::now(),
-                });
-            }
+        let mut conn = pool.get(Purpose::Transfer)?;
+        match start(&mut conn) {
+            Ok(transfer) => return Ok((conn, transfer)),
             Err(e) if (conn.is_broken() && !e.is_timeout()) || is_data_setup_failure(&e) => {
-                log::warn!("download of {path} could not start ({e}); retrying");
+                log::warn!("{what} of {path} could not start ({e}); retrying");
                 pool.drop_idle();
                 last = Some(e);
             }
-            Err(e) => return Err(map_error(e)),
+            Err(e) => return Err(e),
         }
     }
-    Err(map_error(last.unwrap_or_else(|| {
-        FtpError::Protocol("download could not start".into())
-    })))
+    Err(last.unwrap_or_else(|| FtpError::Protocol(format!("{what} could not start"))))
 }
 
 /// A download in progress and the connection it occupies.

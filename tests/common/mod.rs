@@ -561,3 +561,18 @@ impl Drop for PrivateServer {
         let _ = fs::remove_file(self.log_path());
     }
 }
+
+/// Starts an FTP-aware proxy (`ftpfs::testproxy`) in front of `server`; returns it and a copy
+/// of `server` that points at it, so clients (curl helpers, mounts) go through the proxy.
+pub fn proxied(
+    server: &Server,
+    tweak: impl FnOnce(&mut ftpfs::testproxy::ProxyConfig),
+) -> (ftpfs::testproxy::Proxy, Server) {
+    let upstream: SocketAddr = server.addr().parse().expect("server address");
+    let mut config = ftpfs::testproxy::ProxyConfig::new(upstream);
+    tweak(&mut config);
+    let proxy = ftpfs::testproxy::Proxy::start(config).expect("start proxy");
+    let mut via = server.clone();
+    via.port = proxy.addr().port();
+    (proxy, via)
+}
