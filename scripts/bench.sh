@@ -343,10 +343,12 @@ fig_seq_write() {
     local rep t0 t1 st dst rc
     log "seq-write: cp of $WRITE_MIB MiB into the mount until the server has it all"
     cat "$TMP/write.bin" > /dev/null
-    for tool in ftpfs curl rclone-off rclone-full; do
-        want_tool "$tool" || continue
-        if [ "$tool" != curl ]; then mount_tool "$tool" || { record seq-write "$tool" 1 0 "$WRITE_MIB" MiB FAIL; continue; }; fi
-        for rep in $(seq 1 "$REPS"); do
+    # Tools take turns within each repetition (a fresh mount each time), so that the
+    # machine's drifting speed affects them alike.
+    for rep in $(seq 1 "$REPS"); do
+        for tool in ftpfs curl rclone-off rclone-full; do
+            want_tool "$tool" || continue
+            if [ "$tool" != curl ]; then mount_tool "$tool" || { record seq-write "$tool" "$rep" 0 "$WRITE_MIB" MiB FAIL; continue; }; fi
             dst="w-$tool-$rep.bin"
             sync
             t0=$(now)
@@ -366,8 +368,8 @@ fig_seq_write() {
             if [ "$tool" = curl ]; then record_curl seq-write "$rep" "$t0" "$t1" "$WRITE_MIB" MiB "$st"
             else record seq-write "$tool" "$rep" "$(elapsed "$t0" "$t1")" "$WRITE_MIB" MiB "$st"; fi
             rm -f "$ROOT/up/$dst"
+            [ "$tool" = curl ] || umount_tool seq-write
         done
-        [ "$tool" = curl ] || umount_tool seq-write
     done
 }
 

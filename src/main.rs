@@ -107,6 +107,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    bound_heap_growth();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,6 +115,18 @@ fn main() -> ExitCode {
             eprintln!("ftpfs: {message}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Large buffers (read-ahead chunks, write queues) are allocated on one thread and freed on
+/// another; glibc's per-thread arenas then keep the freed megabytes, and the dynamic mmap
+/// threshold moves such buffers into those arenas after the first free. A fixed threshold
+/// keeps every buffer above it in its own mapping, returned to the system when freed.
+fn bound_heap_growth() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 
@@ -402,6 +415,9 @@ fn serve(
     // Our mount's device: to unmount only our own mount, and its minor is the FUSE
     // connection id, for aborting the connection if a detached mount lingers.
     let device = mount_device(mountpoint);
+    if let Some((major, minor)) = device {
+        fuse::raise_readahead(major, minor);
+    }
 
     if let Some(mut pipe) = notify.take() {
         let _ = pipe.write_all(b"ok");

@@ -20,6 +20,7 @@
 //! - `flush` is close(): it waits for the server and returns ENOSPC/EACCES/EIO; `release`
 //!   uploads anything still pending (its error can only be logged).
 
+pub mod bytes;
 pub mod cache;
 pub mod error;
 pub mod handle;
@@ -37,6 +38,7 @@ use log::debug;
 use parking_lot::Mutex;
 
 use crate::remote::{Entry, EntryKind, Remote, RemoteErrorKind};
+pub use bytes::ReadData;
 use cache::{DirCache, Listing};
 pub use error::{FsError, FsResult};
 pub use handle::Fh;
@@ -900,7 +902,7 @@ impl Filesystem {
     }
 
     /// Reads `size` bytes at `offset` (fewer only at end of file).
-    pub fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    pub fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> FsResult<ReadData> {
         let h = self
             .handles
             .file(fh)
@@ -914,7 +916,7 @@ impl Filesystem {
             });
             h.file.refresh_overlay(&content);
             if let Some(data) = local? {
-                return Ok(data);
+                return Ok(data.into());
             }
         }
         let path = path.ok_or_else(|| FsError::not_found("file was removed"))?;
@@ -938,7 +940,7 @@ impl Filesystem {
     /// Answers a read from data already downloaded, without blocking: None when that is not
     /// possible (pending local writes, nothing buffered yet, a lock held), and the caller
     /// then uses `read`. Never touches the network.
-    pub fn try_read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Option<Vec<u8>> {
+    pub fn try_read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Option<ReadData> {
         let h = self
             .handles
             .file(fh)

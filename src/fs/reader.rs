@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use parking_lot::{Condvar, Mutex};
 
+use super::bytes::{BufferPool, Chunk, ReadData};
 use super::error::{FsError, FsResult};
 use crate::remote::{ReadStream, Remote, RemoteError, RemoteErrorKind};
 
@@ -35,8 +36,10 @@ const STALL_MEMORY: Duration = Duration::from_secs(2);
 pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
 /// After this many bytes read since a reopen, a broken stream may be reopened again.
 const RETRY_RESET: u64 = 1 << 20;
-/// How much the background thread asks the stream for at once.
-const CHUNK: usize = 256 * 1024;
+/// Size of the buffers the background thread reads into. Chunks end at file offsets that are
+/// multiples of CHUNK, so that the kernel's aligned reads (128 KiB, or 1 MiB with a raised
+/// read_ahead_kb) each fall inside one chunk and are answered from it without a copy.
+const CHUNK: usize = 1 << 20;
 
 #[derive(Default)]
 struct State {
@@ -135,7 +138,7 @@ impl Reader {
     /// Serves a read only if the read-ahead already holds all of it (or the end of file),
     /// without waiting and without touching the network; None otherwise. Lets the FUSE
     /// thread answer steady sequential reads itself, without a hand-off to a worker.
-    pub fn try_read(&mut self, offset: u64, size: usize) -> Option<Vec<u8>> {
+    pub fn try_read(&mut self, offset: u64, size: usize) -> Option<ReadData> {
         let fetch = self.fetch.as_ref()?;
         let want_end = offset.saturating_add(size as u64);
         {
@@ -152,7 +155,7 @@ impl Reader {
     }
 
     /// Returns `size` bytes at `offset`, fewer only at end of file.
-    pub fn read(&mut self, offset: u64, size: usize) -> FsResult<Vec<u8>> {
+    pub fn read(&mut self, offset: u64, size: usize) -> FsResult<ReadData> {
         if let Some((until, err)) = &self.stalled {
             if Instant::now() < *until {
                 return Err(err.clone());
@@ -227,23 +230,20 @@ impl Reader {
         Ok(())
     }
 
-    /// Waits until [offset, offset + size) is buffered (or EOF) and copies it out.
+    /// Waits until [offset, offset + size) is buffered (or EOF) and returns it.
     fn take(
         shared: &Shared,
         offset: u64,
         size: usize,
         max_window: usize,
-    ) -> Result<Vec<u8>, TakeError> {
+    ) -> Result<ReadData, TakeError> {
         let want_end = offset.saturating_add(size as u64);
         let mut st = shared.state.lock();
         loop {
             if st.end() >= want_end || st.eof {
                 let from = offset.saturating_sub(st.start);
                 let to = want_end.min(st.end()).saturating_sub(st.start);
-                let mut out = Vec::with_capacity(to.saturating_sub(from) as usize);
-                if from < to {
-                    st.buf.copy_range(from as usize, to as usize, &mut out);
-                }
+                let out = st.buf.range(from as usize, to as usize);
                 let new_pos = offset + out.len() as u64;
                 if new_pos > st.pos {
                     st.consumed_since_grow += (new_pos - st.pos) as usize;
@@ -279,14 +279,28 @@ impl Reader {
 }
 
 /// Downloaded bytes as a queue of chunks, so that the producer hands over what it read
-/// without copying it again; consumed chunks are recycled for the next reads.
-#[derive(Default)]
+/// without copying it again, and a read inside one chunk shares it; chunks nobody shares
+/// any more are recycled for the next reads.
 struct ChunkBuf {
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Arc<Chunk>>,
     /// Bytes of the first chunk already dropped.
     head: usize,
     len: usize,
-    spare: Vec<Vec<u8>>,
+    pool: Arc<BufferPool>,
+}
+
+/// Spare chunks a stream keeps for reuse.
+const SPARE_CHUNKS: usize = 4;
+
+impl Default for ChunkBuf {
+    fn default() -> Self {
+        ChunkBuf {
+            chunks: VecDeque::new(),
+            head: 0,
+            len: 0,
+            pool: BufferPool::new(CHUNK, SPARE_CHUNKS),
+        }
+    }
 }
 
 impl ChunkBuf {
@@ -297,7 +311,7 @@ impl ChunkBuf {
     fn push(&mut self, chunk: Vec<u8>) {
         if !chunk.is_empty() {
             self.len += chunk.len();
-            self.chunks.push_back(chunk);
+            self.chunks.push_back(self.pool.chunk(chunk));
         }
     }
 
@@ -316,13 +330,29 @@ impl ChunkBuf {
             }
             n -= left;
             self.head = 0;
-            if let Some(done) = self.chunks.pop_front()
-                && done.capacity() == CHUNK
-                && self.spare.len() < 4
-            {
-                self.spare.push(done);
-            }
+            self.chunks.pop_front();
         }
+    }
+
+    /// Bytes [from, to) of the buffer: shared when they lie in one chunk, else copied.
+    fn range(&self, from: usize, to: usize) -> ReadData {
+        let to = to.min(self.len);
+        if from >= to {
+            return ReadData::empty();
+        }
+        let mut skip = from + self.head;
+        for chunk in &self.chunks {
+            if skip < chunk.len() {
+                if skip + (to - from) <= chunk.len() {
+                    return ReadData::shared(chunk.clone(), skip, skip + (to - from));
+                }
+                break;
+            }
+            skip -= chunk.len();
+        }
+        let mut out = Vec::with_capacity(to - from);
+        self.copy_range(from, to, &mut out);
+        out.into()
     }
 
     /// Appends bytes [from, to) of the buffer to `out`.
@@ -344,11 +374,9 @@ impl ChunkBuf {
         }
     }
 
-    /// A recycled full-size chunk to read into next, if one is free.
-    fn spare_chunk(&mut self) -> Option<Vec<u8>> {
-        let mut chunk = self.spare.pop()?;
-        chunk.resize(CHUNK, 0);
-        Some(chunk)
+    /// A full-size buffer to read into next (a recycled one when there is one).
+    fn spare_chunk(&self) -> Vec<u8> {
+        self.pool.get()
     }
 }
 
@@ -367,7 +395,9 @@ impl Producer {
         let mut stream = Some(stream);
         let mut may_retry = true;
         let mut since_reopen = 0u64;
-        let mut chunk = vec![0u8; CHUNK];
+        let mut chunk = self.shared.state.lock().buf.spare_chunk();
+        // Bytes of `chunk` read but not handed over yet; they start at `self.pos - filled`.
+        let mut filled = 0usize;
         loop {
             {
                 let mut st = self.shared.state.lock();
@@ -388,9 +418,13 @@ impl Producer {
                 }
             }
             let Some(s) = stream.as_mut() else { break };
-            match s.read(&mut chunk) {
+            let room = CHUNK - (self.pos % CHUNK as u64) as usize;
+            match s.read(&mut chunk[filled..filled + room]) {
                 Ok(0) => {
-                    self.shared.state.lock().eof = true;
+                    let mut st = self.shared.state.lock();
+                    Self::hand_over(&mut st, &mut chunk, &mut filled);
+                    st.eof = true;
+                    drop(st);
                     self.shared.cond.notify_all();
                     break;
                 }
@@ -401,23 +435,22 @@ impl Producer {
                     if since_reopen >= RETRY_RESET {
                         may_retry = true;
                     }
+                    filled += n;
                     let mut st = self.shared.state.lock();
-                    // A well-filled chunk is handed over as it is (no copy); a small read
-                    // (e.g. one TLS record) is copied so buffers do not waste their capacity.
-                    if n * 4 >= chunk.len() * 3 {
-                        let mut full = st.buf.spare_chunk().unwrap_or_else(|| vec![0u8; CHUNK]);
-                        std::mem::swap(&mut full, &mut chunk);
-                        full.truncate(n);
-                        st.buf.push(full);
-                    } else {
-                        st.buf.push(chunk[..n].to_vec());
+                    // Whole chunks are what reads share without copying; a part is handed
+                    // over early only when the reader may need it soon.
+                    let chunk_done = self.pos.is_multiple_of(CHUNK as u64);
+                    if chunk_done || st.wanted > 0 || st.ahead() < CHUNK {
+                        Self::hand_over(&mut st, &mut chunk, &mut filled);
+                        drop(st);
+                        self.shared.cond.notify_all();
                     }
-                    drop(st);
-                    self.shared.cond.notify_all();
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     let err = RemoteError::from_io(e);
+                    Self::hand_over(&mut self.shared.state.lock(), &mut chunk, &mut filled);
+                    self.shared.cond.notify_all();
                     // The stream is broken; dropping it releases its connection.
                     stream = None;
                     if may_retry && err.kind != RemoteErrorKind::TimedOut {
@@ -445,6 +478,21 @@ impl Producer {
         {
             debug!("closing read stream of {}: {e}", self.path);
         }
+    }
+
+    /// Moves the `filled` bytes read into `chunk` to the shared buffer: a well-filled chunk
+    /// as it is (no copy), a small part (e.g. one TLS record) as a copy, so that buffers do
+    /// not waste their capacity.
+    fn hand_over(st: &mut State, chunk: &mut Vec<u8>, filled: &mut usize) {
+        if *filled * 4 >= chunk.len() * 3 {
+            let mut full = st.buf.spare_chunk();
+            std::mem::swap(&mut full, chunk);
+            full.truncate(*filled);
+            st.buf.push(full);
+        } else if *filled > 0 {
+            st.buf.push(chunk[..*filled].to_vec());
+        }
+        *filled = 0;
     }
 
     fn fail(&self, err: RemoteError) {
@@ -576,6 +624,8 @@ mod chunk_tests {
         out.clear();
         b.copy_range(0, 8, &mut out);
         assert_eq!(out, b"de world");
+        assert_eq!(b.range(3, 8), b"world");
+        assert_eq!(b.range(0, 5), b"de wo");
         b.drop_front(100);
         assert_eq!(b.len(), 0);
         out.clear();

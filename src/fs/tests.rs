@@ -46,7 +46,7 @@ fn read_all(fs: &Filesystem, ino: Ino) -> Vec<u8> {
     loop {
         let chunk = fs.read(ino, h.fh, out.len() as u64, 65536).unwrap();
         let done = chunk.len() < 65536;
-        out.extend(chunk);
+        out.extend_from_slice(&chunk);
         if done {
             break;
         }
@@ -528,7 +528,7 @@ fn sequential_reads_reuse_one_stream_and_keep_cache() {
         let got = fs.read(f.ino, h.fh, off, 131072).unwrap();
         off += got.len() as u64;
         let done = got.len() < 131072;
-        out.extend(got);
+        out.extend_from_slice(&got);
         if done {
             break;
         }
