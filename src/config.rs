@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::fs::FsOptions;
 
 /// Default number of FTP control connections.
-pub const DEFAULT_CONNECTIONS: usize = 4;
+pub const DEFAULT_CONNECTIONS: usize = 8;
 /// Largest accepted `connections=` value.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Default attribute/listing cache lifetime in seconds.
@@ -65,7 +65,7 @@ pub struct MountConfig {
     pub tls12_only: bool,
     /// `active`: active mode (PORT/EPRT) instead of passive (EPSV/PASV).
     pub active: bool,
-    /// `connections=N`: control connections in the pool (1..=64, default 4).
+    /// `connections=N`: control connections in the pool (1..=64, default 8).
     pub connections: usize,
     /// `cache_timeout=SECS`: attribute/listing cache lifetime (default 5 s, 0 = off).
     pub cache_timeout: Duration,
@@ -793,7 +793,7 @@ mod tests {
         assert_eq!(c.user, None);
         assert_eq!(c.base_path, "");
         assert_eq!(c.tls, TlsMode::Auto);
-        assert_eq!(c.connections, 4);
+        assert_eq!(c.connections, DEFAULT_CONNECTIONS);
         assert_eq!(c.cache_timeout, Duration::from_secs(5));
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert!(!c.read_only && !c.active && !c.tls_insecure && !c.tls12_only);

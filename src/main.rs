@@ -43,7 +43,7 @@ OPTIONS (-o name[=value],... ; -o may repeat and may follow the positionals):
   tls_insecure         accept any server certificate (testing only!)
   tls12                use TLS 1.2 only (for servers that break with TLS 1.3)
   active               active mode (PORT/EPRT) instead of passive (EPSV/PASV)
-  connections=N        FTP control connections, 1..64 (default 4)
+  connections=N        FTP control connections, 1..64 (default 8)
   cache_timeout=SECS   cache attributes and listings this long (default 5, 0 = off)
   timeout=SECS         network timeout (default 30)
   ro / rw              read-only / read-write mount (default rw)
@@ -183,7 +183,7 @@ fn init_logging(debug: bool) {
             };
             writeln!(buf, "{priority} {}: {}", record.target(), record.args())
         } else if debug {
-            let ts = buf.timestamp();
+            let ts = buf.timestamp_micros();
             let (level, target) = (record.level(), record.target());
             writeln!(buf, "[{ts} {level:<5} {target}] {}", record.args())
         } else {

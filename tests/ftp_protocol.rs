@@ -390,3 +390,37 @@ fn pool_checkout_returns_connections() {
     }
     assert_eq!(pool.open_connections(), 1, "one connection reused");
 }
+
+/// A caller whose new login is slow takes a connection that another caller returns
+/// meanwhile, instead of waiting for its own login (here stalled past the timeout: without
+/// that, the second caller would fail).
+#[test]
+fn pool_hands_a_returned_connection_to_a_caller_stuck_in_login() {
+    let server = common::server("pure-ftpd");
+    let (_proxy, via) = common::proxied(&server, |c| {
+        // Every banner after the first is held back for longer than the timeout.
+        c.faults.push(
+            "stall:control:at-reply=220:skip=1:for-ms=30000"
+                .parse()
+                .unwrap(),
+        );
+    });
+    let mut opts = options(&via, false, false);
+    opts.timeout = Duration::from_secs(5);
+    let pool = Pool::new(opts, 2);
+    let first = pool.get(Purpose::Transfer).expect("first login passes");
+    let waiter = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.get(Purpose::Transfer).map(|mut c| c.noop()))
+    };
+    common::wait_for(Duration::from_secs(5), "second login started", || {
+        pool.open_connections() == 2
+    });
+    drop(first);
+    let served = waiter.join().expect("waiter thread");
+    assert!(
+        matches!(served, Ok(Ok(_))),
+        "second caller got the returned connection: {:?}",
+        served.map(|r| r.map(|_| ()))
+    );
+}

@@ -344,6 +344,13 @@ impl Filesystem {
         Err(FsError::not_found(path))
     }
 
+    /// The size of `path` in a cached listing, without asking the server.
+    fn cached_size(&self, path: &str) -> Option<u64> {
+        let (parent, name) = split(path);
+        let (listing, _) = self.cache.fresh(parent, self.opts.cache_timeout)?;
+        listing.get(name).map(|e| e.size)
+    }
+
     /// A file created or written here whose content is not on the server yet (it may not
     /// exist there at all): described from local state.
     fn pending_entry(&self, path: &str) -> Option<Entry> {
@@ -926,10 +933,9 @@ impl Filesystem {
             .as_ref()
             .is_none_or(|(v, r)| *v != version || r.path() != path);
         if stale {
-            *reader = Some((
-                version,
-                Reader::new(self.remote.clone(), path, self.opts.read_ahead_max),
-            ));
+            let mut fresh = Reader::new(self.remote.clone(), path, self.opts.read_ahead_max);
+            fresh.set_size_hint(self.cached_size(fresh.path()));
+            *reader = Some((version, fresh));
         }
         match reader.as_mut() {
             Some((_, r)) => r.read(offset, size as usize),

@@ -92,6 +92,25 @@ impl Drop for Prefetch {
     }
 }
 
+impl Prefetch {
+    /// A download already finished: `data` is the file from `offset` to its end.
+    fn complete(offset: u64, data: Vec<u8>) -> Prefetch {
+        let mut state = State {
+            start: offset,
+            pos: offset,
+            eof: true,
+            ..State::default()
+        };
+        state.buf.push(data);
+        Prefetch {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                cond: Condvar::new(),
+            }),
+        }
+    }
+}
+
 /// Why `take` could not serve a read.
 enum TakeError {
     /// The stream was closed for idleness: reopen and try again.
@@ -107,6 +126,8 @@ pub struct Reader {
     max_window: usize,
     idle_close: Duration,
     fetch: Option<Prefetch>,
+    /// The file's size as last listed, if known: small files are fetched whole at once.
+    size_hint: Option<u64>,
     /// After a timeout, further reads fail at once for a moment instead of each waiting for
     /// the stalled server again (the kernel retries a failed read-ahead page by itself).
     stalled: Option<(Instant, FsError)>,
@@ -121,8 +142,14 @@ impl Reader {
             max_window,
             idle_close: IDLE_CLOSE,
             fetch: None,
+            size_hint: None,
             stalled: None,
         }
+    }
+
+    /// Tells the reader the file's size as listed (a hint: the server's file may differ).
+    pub fn set_size_hint(&mut self, size: Option<u64>) {
+        self.size_hint = size;
     }
 
     /// Changes how long an unread stream stays open (tests use a short one).
@@ -202,10 +229,41 @@ impl Reader {
 
     fn start(&mut self, offset: u64) -> FsResult<()> {
         debug!("read {}: opening stream at {offset}", self.path);
-        let stream = match self.remote.open_read(&self.path, offset) {
+        let mut stream = match self.remote.open_read(&self.path, offset) {
             Ok(stream) => stream,
             Err(e) => return Err(self.note_failure(e)),
         };
+        let mut head = Vec::new();
+        let small = self
+            .size_hint
+            .is_some_and(|size| size.saturating_sub(offset) <= CHUNK as u64);
+        if small {
+            // What is left is at most one chunk: download it here, without starting a
+            // read-ahead thread and handing the bytes over. A file larger than listed
+            // continues in the background after its first chunk.
+            match (&mut stream).take(CHUNK as u64 + 1).read_to_end(&mut head) {
+                Ok(n) if n <= CHUNK => {
+                    if let Err(e) = stream.close() {
+                        debug!("closing read stream of {}: {e}", self.path);
+                    }
+                    self.fetch = Some(Prefetch::complete(offset, head));
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let err = RemoteError::from_io(e);
+                    if err.kind == RemoteErrorKind::TimedOut {
+                        return Err(self.note_failure(err));
+                    }
+                    // Broken mid-way: the read-ahead path resumes once, as for big files.
+                    warn!("read {} at {offset}: {err}; reopening once", self.path);
+                    drop(stream);
+                    self.size_hint = None;
+                    return self.start(offset);
+                }
+            }
+        }
+        let pos = offset + head.len() as u64;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 start: offset,
@@ -215,11 +273,12 @@ impl Reader {
             }),
             cond: Condvar::new(),
         });
+        shared.state.lock().buf.push(head);
         let producer = Producer {
             remote: self.remote.clone(),
             path: self.path.clone(),
             shared: shared.clone(),
-            pos: offset,
+            pos,
             idle_close: self.idle_close,
         };
         std::thread::Builder::new()
@@ -565,6 +624,46 @@ mod tests {
         // The idle stream was closed; reading on reopens once, data still right.
         let off = 15 * k;
         assert!(r.read(off, 3_000_000).unwrap() == d[off as usize..]);
+        assert_eq!(m.open_read_calls(), 2);
+    }
+
+    #[test]
+    fn small_files_are_fetched_whole_and_size_hints_are_only_hints() {
+        let m = MemoryRemote::new();
+        let small = data(5000);
+        m.put_file("/s", &small);
+        let mut r = Reader::new(Arc::new(m.clone()), "/s".into(), 8 << 20);
+        r.set_size_hint(Some(5000));
+        assert_eq!(r.read(0, 4096).unwrap(), &small[..4096]);
+        // Served from the whole download, without asking for more.
+        assert_eq!(r.try_read(4096, 4096).unwrap(), &small[4096..]);
+        assert!(r.read(5000, 10).unwrap().is_empty());
+        assert_eq!(m.open_read_calls(), 1);
+
+        // Listed small but grown since: everything is still read, in order.
+        let big = data(3 * CHUNK + 123);
+        m.put_file("/g", &big);
+        let mut r = Reader::new(Arc::new(m.clone()), "/g".into(), 8 << 20);
+        r.set_size_hint(Some(10));
+        let mut got = Vec::new();
+        while got.len() < big.len() {
+            let piece = r.read(got.len() as u64, 128 * 1024).unwrap();
+            assert!(!piece.is_empty());
+            got.extend_from_slice(&piece);
+        }
+        assert!(got == big);
+    }
+
+    #[test]
+    fn broken_small_fetch_is_reopened_once() {
+        let m = MemoryRemote::new();
+        let d = data(200_000);
+        m.put_file("/f", &d);
+        let f = Arc::new(FaultyRemote::new(m.clone()));
+        f.break_reads_after(100_000, 1);
+        let mut r = Reader::new(f, "/f".into(), 8 << 20);
+        r.set_size_hint(Some(200_000));
+        assert!(r.read(0, 200_000).unwrap() == d);
         assert_eq!(m.open_read_calls(), 2);
     }
 

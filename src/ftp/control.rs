@@ -353,6 +353,17 @@ impl Control {
         Ok(())
     }
 
+    /// Whether a command can go out without first waiting for the reply to an EPSV sent
+    /// ahead: none is in flight, or its reply has already arrived.
+    pub fn answered(&self) -> bool {
+        if !self.epsv_in_flight || !self.io.buffer().is_empty() {
+            return true;
+        }
+        self.io.get_ref().tcp().is_some_and(|sock| {
+            data::wait_readable(&[sock.as_raw_fd()], Duration::ZERO).is_ok_and(|r| r[0])
+        })
+    }
+
     /// When the connection last completed a command.
     pub fn last_used(&self) -> Instant {
         self.last_used

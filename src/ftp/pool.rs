@@ -138,7 +138,7 @@ impl Pool {
                 st.limit = self.shared.configured;
                 st.limit_lowered_at = None;
             }
-            if let Some(conn) = st.idle.pop() {
+            if let Some(conn) = take_best_idle(&mut st.idle) {
                 drop(st);
                 if let Some(conn) = self.revalidate(conn) {
                     return Ok(self.wrap(conn));
@@ -149,45 +149,37 @@ impl Pool {
             if st.open < st.limit + spare {
                 st.open += 1;
                 drop(st);
-                match Control::connect(self.shared.opts.clone(), self.shared.quirks.clone()) {
+                let result = match self.connect_racing(deadline) {
+                    Raced::Idle(conn) => return Ok(self.wrap(conn)),
+                    Raced::Retry => continue,
+                    Raced::Own(result) => result,
+                };
+                let e = match result {
                     Ok(conn) => return Ok(self.wrap(conn)),
-                    Err(e) => {
-                        let mut st = self.shared.state.lock();
-                        st.open -= 1;
-                        self.shared.changed.notify_all();
-                        if !is_too_many_connections(&e) {
-                            // A connection lost during greeting or login (reset, closed) is
-                            // tried once more: logging in is safe to repeat, and such a drop
-                            // says nothing about the operation waiting for the connection.
-                            // A timeout is not: it already cost `timeout=`.
-                            if !login_retried && matches!(e, FtpError::Io(_)) && !e.is_timeout() {
-                                login_retried = true;
-                                drop(st);
-                                log::warn!("login failed ({e}); trying once more");
-                                continue;
-                            }
-                            return Err(e);
-                        }
-                        st.server_limits_logins = true;
-                        st.limit = st.open.max(1);
-                        st.limit_lowered_at = Some(Instant::now());
-                        log::warn!(
-                            "server refused a login ({e}); using at most {} connection(s)",
-                            st.limit
-                        );
-                        if st.open > 0 {
-                            continue;
-                        }
-                        // Nothing of ours to wait for: other clients hold the server's slots.
-                        drop(st);
-                        if Instant::now() + backoff > deadline {
-                            return Err(e);
-                        }
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    Err(e) => e,
+                };
+                if !is_too_many_connections(&e) {
+                    // A connection lost during greeting or login (reset, closed) is tried
+                    // once more: logging in is safe to repeat, and such a drop says nothing
+                    // about the operation waiting for the connection. A timeout is not: it
+                    // already cost `timeout=`.
+                    if !login_retried && matches!(e, FtpError::Io(_)) && !e.is_timeout() {
+                        login_retried = true;
+                        log::warn!("login failed ({e}); trying once more");
                         continue;
                     }
+                    return Err(e);
                 }
+                if self.shared.state.lock().open > 0 {
+                    continue;
+                }
+                // Nothing of ours to wait for: other clients hold the server's slots.
+                if Instant::now() + backoff > deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
             }
             drop(st);
             if let Some(conn) = self.preempt_one() {
@@ -252,6 +244,79 @@ impl Pool {
         };
         self.shared.changed.notify_all();
         idle
+    }
+
+    /// Logs in a new connection (its slot already counted in `open`) on a thread of its own,
+    /// and meanwhile takes an idle connection if one comes back first: logging in costs
+    /// several round trips (and proftpd forks and sets up a process), often far longer than
+    /// the transfer that a busy connection is about to finish. A connection whose caller
+    /// moved on joins the idle ones when ready.
+    fn connect_racing(&self, deadline: Instant) -> Raced {
+        let slot: Arc<Mutex<ConnectSlot>> = Arc::new(Mutex::new(ConnectSlot::Waiting));
+        let (shared, theirs) = (self.shared.clone(), slot.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ftpfs-login".into())
+            .spawn(move || {
+                let result = Control::connect(shared.opts.clone(), shared.quirks.clone());
+                let mut st = shared.state.lock();
+                if let Err(e) = &result {
+                    st.open -= 1;
+                    if is_too_many_connections(e) {
+                        st.server_limits_logins = true;
+                        st.limit = st.open.max(1);
+                        st.limit_lowered_at = Some(Instant::now());
+                        log::warn!(
+                            "server refused a login ({e}); using at most {} connection(s)",
+                            st.limit
+                        );
+                    }
+                }
+                let mut slot = theirs.lock();
+                match (&*slot, result) {
+                    (ConnectSlot::Abandoned, Ok(conn)) => st.idle.push(conn),
+                    (ConnectSlot::Abandoned, Err(e)) => log::debug!("spare login failed: {e}"),
+                    (_, result) => *slot = ConnectSlot::Done(Box::new(result)),
+                }
+                drop(slot);
+                shared.changed.notify_all();
+            });
+        if let Err(e) = spawned {
+            self.shared.state.lock().open -= 1;
+            return Raced::Own(Err(FtpError::Io(e)));
+        }
+        let mut st = self.shared.state.lock();
+        loop {
+            let mut mine = slot.lock();
+            if matches!(&*mine, ConnectSlot::Done(_)) {
+                let ConnectSlot::Done(result) =
+                    std::mem::replace(&mut *mine, ConnectSlot::Abandoned)
+                else {
+                    unreachable!("checked above");
+                };
+                return Raced::Own(*result);
+            }
+            let idle = take_best_idle(&mut st.idle);
+            if idle.is_some() || Instant::now() >= deadline {
+                // From here the login thread answers to the pool: it frees the slot on
+                // failure and parks the connection on success.
+                *mine = ConnectSlot::Abandoned;
+            }
+            drop(mine);
+            if let Some(conn) = idle {
+                drop(st);
+                return match self.revalidate(conn) {
+                    Some(conn) => Raced::Idle(conn),
+                    None => Raced::Retry,
+                };
+            }
+            if Instant::now() >= deadline {
+                return Raced::Own(Err(FtpError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "timed out logging in to the server",
+                ))));
+            }
+            let _ = self.shared.changed.wait_until(&mut st, deadline);
+        }
     }
 
     fn wrap(&self, conn: Control) -> PooledControl {
@@ -331,6 +396,36 @@ impl Drop for PooledControl {
         }
         self.shared.changed.notify_all();
     }
+}
+
+/// A login started for one caller, who may have taken another connection meanwhile.
+enum ConnectSlot {
+    Waiting,
+    Done(Box<FtpResult<Control>>),
+    /// Nobody waits for this login any more: it goes to the idle connections.
+    Abandoned,
+}
+
+/// How `connect_racing` got its caller a connection.
+enum Raced {
+    /// An idle connection came back first.
+    Idle(Control),
+    /// The caller's own login finished first (or failed).
+    Own(FtpResult<Control>),
+    /// The idle connection taken was dead: start over.
+    Retry,
+}
+
+/// Takes the idle connection that can start at once: one whose EPSV sent ahead has been
+/// answered, else the one idle longest (its answer is the nearest). The most recently
+/// returned connection is the worst pick: its EPSV went out a moment ago, so a transfer on
+/// it waits a full round trip that another connection has already paid.
+fn take_best_idle(idle: &mut Vec<Control>) -> Option<Control> {
+    if idle.is_empty() {
+        return None;
+    }
+    let pick = idle.iter().position(Control::answered).unwrap_or(0);
+    Some(idle.remove(pick))
 }
 
 /// Whether a login failure means "too many connections" (421, or 530 with that text as
