@@ -325,6 +325,9 @@ impl Filesystem {
                 mode: None,
             });
         }
+        if self.opts.cache_timeout.is_zero() {
+            return self.entry_uncached(path);
+        }
         let (parent, name) = split(path);
         let started = Instant::now();
         let (listing, fetched) = self.listing(parent, self.opts.cache_timeout)?;
@@ -342,6 +345,19 @@ impl Filesystem {
             }
         }
         Err(FsError::not_found(path))
+    }
+
+    /// `entry` with the cache off: one MLST for this path (where the server has it) instead
+    /// of a listing of its parent, which would make `ls -l` of N files cost N listings of N
+    /// entries.
+    fn entry_uncached(&self, path: &str) -> FsResult<Entry> {
+        match self.remote.stat(path) {
+            Ok(e) => Ok(e),
+            Err(e) if e.kind == RemoteErrorKind::NotFound => self
+                .pending_entry(path)
+                .ok_or_else(|| FsError::not_found(path)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The size of `path` in a cached listing, without asking the server.

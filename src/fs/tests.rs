@@ -181,6 +181,23 @@ fn zero_timeout_disables_cache() {
     m.put_file("/x", b"123");
     assert_eq!(fs.getattr(x.ino).unwrap().size, 3);
     assert_eq!(fs.attr_ttl(), Duration::ZERO);
+
+    // Each stat asks for that one file, not for a listing of the whole directory.
+    for i in 0..50 {
+        m.put_file(&format!("/f{i}"), b"x");
+    }
+    m.reset_counters();
+    for i in 0..50 {
+        let name = format!("f{i}");
+        let f = fs.lookup(ROOT_INO, n(&name)).unwrap();
+        assert_eq!(fs.getattr(f.ino).unwrap().size, 1);
+    }
+    assert_eq!(m.list_calls(), 0);
+    assert_eq!(m.stat_calls(), 100);
+    assert_eq!(
+        fs.lookup(ROOT_INO, n("gone")).unwrap_err().errno,
+        libc::ENOENT
+    );
 }
 
 #[test]

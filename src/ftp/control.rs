@@ -950,6 +950,11 @@ impl Control {
             return Err(self.out_of_sequence("RETR", &reply));
         }
         if reply.is_success() {
+            if reply.text().to_ascii_lowercase().contains("truncated") {
+                // pure-ftpd cuts listings at its -L limit (10,000 entries by default) and
+                // says so only here: the directory shows fewer files than it holds.
+                log::warn!("the server cut a listing short: {}", reply.text().trim());
+            }
             return Ok(());
         }
         if !complete && matches!(reply.code, 425 | 426 | 450 | 451) {
