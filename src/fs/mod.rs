@@ -532,7 +532,7 @@ impl Filesystem {
         }
         let path = self.path_of(ino)?;
         if let Some(size) = changes.size {
-            self.truncate(ino, &path, size)?;
+            self.truncate(ino, size)?;
         }
         if let Some(mode) = changes.mode
             && !self.defer_if_pending(ino, |of| *of.pending_mode.lock() = Some(mode & 0o7777))
@@ -554,19 +554,19 @@ impl Filesystem {
         self.getattr(ino)
     }
 
-    fn truncate(&self, ino: Ino, path: &str, size: u64) -> FsResult<()> {
+    fn truncate(&self, ino: Ino, size: u64) -> FsResult<()> {
         let of = self.handles.acquire(ino);
         let result = (|| {
-            {
-                let mut content = of.content.lock();
-                self.with_ctx(&of, Some(path), |ctx| content.truncate(ctx, size))?;
-                of.refresh_overlay(&content);
-            }
+            let mut content = of.content.lock();
+            // Read under the lock, like every path an upload may use (see `commit_locked`).
+            let path = self.path_of(ino)?;
+            self.with_ctx(&of, Some(&path), |ctx| content.truncate(ctx, size))?;
+            of.refresh_overlay(&content);
             // With no handle open for writing (plain `truncate`, or another process while
             // this file is open read-only), upload now. Otherwise the writers' flush/release
             // uploads it together with their writes.
             if of.writers() == 0 {
-                self.commit(&of)?;
+                self.commit_locked(&of, &mut content)?;
             }
             Ok(())
         })();
@@ -983,9 +983,10 @@ impl Filesystem {
             .file(fh)
             .filter(|h| h.ino == ino && h.readable())
             .ok_or_else(|| FsError::bad_handle(fh))?;
-        let path = self.inodes.path(ino);
-        {
+        let path = {
             let mut content = h.file.content.lock();
+            // Read under the lock, like every path an upload may use (see `commit_locked`).
+            let path = self.inodes.path(ino);
             let local = self.with_ctx(&h.file, path.as_deref(), |ctx| {
                 content.read(ctx, offset, size as usize)
             });
@@ -993,7 +994,8 @@ impl Filesystem {
             if let Some(data) = local? {
                 return Ok(data.into());
             }
-        }
+            path
+        };
         let path = path.ok_or_else(|| FsError::not_found("file was removed"))?;
         let version = h.file.version.load(Ordering::SeqCst);
         let mut reader = h.reader.lock();
@@ -1064,8 +1066,9 @@ impl Filesystem {
             .file(fh)
             .filter(|h| h.ino == ino && h.writable())
             .ok_or_else(|| FsError::bad_handle(fh))?;
-        let path = self.inodes.path(ino);
         let mut content = h.file.content.lock();
+        // Read under the lock, like every path an upload may use (see `commit_locked`).
+        let path = self.inodes.path(ino);
         // Only a file still on the server needs its size (to know whether streaming fits).
         let server_size = match (&*content, &path) {
             (Content::Remote, Some(p)) => self.entry(p).map(|e| e.size).unwrap_or(0),
