@@ -1174,13 +1174,18 @@ impl Filesystem {
         // the server has it.
         // The kernel sends RELEASE after close() has returned, so another handle of the same
         // file (e.g. the program reopened it at once) may be writing right now: its changes
-        // are its own to commit at its flush/release. Only the last user uploads here.
-        let last_user = h.file.users() <= 1;
-        let dirty = last_user && h.file.content.lock().is_dirty();
-        let result = if dirty {
-            self.commit(&h.file).map_err(close_error)
-        } else {
-            Ok(())
+        // are its own to commit at its flush/release. Only the last user uploads here, and
+        // that is decided under the content lock: counted before it, a RELEASE that ran late
+        // could find a handle opened and written meanwhile and upload its writes behind its
+        // back, e.g. while that handle's file was being renamed.
+        let result = {
+            let mut content = h.file.content.lock();
+            if h.file.users() <= 1 && content.is_dirty() {
+                self.commit_locked(&h.file, &mut content)
+                    .map_err(close_error)
+            } else {
+                Ok(())
+            }
         };
         self.handles.release(&h.file);
         result
