@@ -35,7 +35,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::debug;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::remote::{Entry, EntryKind, Remote, RemoteErrorKind};
 pub use bytes::ReadData;
@@ -236,6 +236,37 @@ fn close_error(e: FsError) -> FsError {
     }
 }
 
+/// Drops the pending changes of `of`, whose locked content is `content`; returns whether
+/// there were any.
+fn discard_pending(of: &OpenFile, content: &mut Content) -> bool {
+    let pending = content.is_dirty();
+    content.discard();
+    *of.pending_mode.lock() = None;
+    *of.pending_mtime.lock() = None;
+    of.refresh_overlay(content);
+    pending
+}
+
+/// Locks the content of two different open files (either may be absent) in inode order, so
+/// two requests that need both can never each hold one and wait for the other.
+fn lock_in_order<'a>(
+    a: Option<&'a OpenFile>,
+    b: Option<&'a OpenFile>,
+) -> (
+    Option<MutexGuard<'a, Content>>,
+    Option<MutexGuard<'a, Content>>,
+) {
+    match (a, b) {
+        // One inode under two names cannot happen (no hard links), but must not deadlock.
+        (Some(a), Some(b)) if std::ptr::eq(a, b) => (Some(a.content.lock()), None),
+        (Some(a), Some(b)) if b.ino < a.ino => {
+            let b = b.content.lock();
+            (Some(a.content.lock()), Some(b))
+        }
+        _ => (a.map(|a| a.content.lock()), b.map(|b| b.content.lock())),
+    }
+}
+
 impl Filesystem {
     /// A filesystem over `remote`.
     pub fn new(remote: Arc<dyn Remote>, opts: FsOptions) -> Self {
@@ -370,7 +401,7 @@ impl Filesystem {
     /// A file created or written here whose content is not on the server yet (it may not
     /// exist there at all): described from local state.
     fn pending_entry(&self, path: &str) -> Option<Entry> {
-        let of = self.handles.find(self.inodes.find(path)?)?;
+        let of = self.open_file(path)?;
         let (size, mtime) = (*of.overlay.lock())?;
         Some(Entry {
             name: split(path).1.to_string(),
@@ -524,7 +555,7 @@ impl Filesystem {
         }
         let path = self.path_of(ino)?;
         if let Some(size) = changes.size {
-            self.truncate(ino, &path, size)?;
+            self.truncate(ino, size)?;
         }
         if let Some(mode) = changes.mode
             && !self.defer_if_pending(ino, |of| *of.pending_mode.lock() = Some(mode & 0o7777))
@@ -546,19 +577,19 @@ impl Filesystem {
         self.getattr(ino)
     }
 
-    fn truncate(&self, ino: Ino, path: &str, size: u64) -> FsResult<()> {
+    fn truncate(&self, ino: Ino, size: u64) -> FsResult<()> {
         let of = self.handles.acquire(ino);
         let result = (|| {
-            {
-                let mut content = of.content.lock();
-                self.with_ctx(&of, Some(path), |ctx| content.truncate(ctx, size))?;
-                of.refresh_overlay(&content);
-            }
+            let mut content = of.content.lock();
+            // Read under the lock, like every path an upload may use (see `commit_locked`).
+            let path = self.path_of(ino)?;
+            self.with_ctx(&of, Some(&path), |ctx| content.truncate(ctx, size))?;
+            of.refresh_overlay(&content);
             // With no handle open for writing (plain `truncate`, or another process while
             // this file is open read-only), upload now. Otherwise the writers' flush/release
             // uploads it together with their writes.
             if of.writers() == 0 {
-                self.commit(&of)?;
+                self.commit_locked(&of, &mut content)?;
             }
             Ok(())
         })();
@@ -638,16 +669,16 @@ impl Filesystem {
     /// Aborts pending writes of the file at `path` (it is being removed or replaced);
     /// returns whether there were any (the file may then not exist on the server).
     fn discard_writes(&self, path: &str) -> bool {
-        let Some(of) = self.inodes.find(path).and_then(|i| self.handles.find(i)) else {
+        let Some(of) = self.open_file(path) else {
             return false;
         };
         let mut content = of.content.lock();
-        let pending = content.is_dirty();
-        content.discard();
-        *of.pending_mode.lock() = None;
-        *of.pending_mtime.lock() = None;
-        of.refresh_overlay(&content);
-        pending
+        discard_pending(&of, &mut content)
+    }
+
+    /// The shared state of the file at `path`, if it is open.
+    fn open_file(&self, path: &str) -> Option<Arc<OpenFile>> {
+        self.handles.find(self.inodes.find(path)?)
     }
 
     /// The file or directory at `path` is gone: forget it everywhere.
@@ -735,49 +766,26 @@ impl Filesystem {
         if flags & libc::RENAME_NOREPLACE != 0 && target.is_some() {
             return Err(FsError::new(libc::EEXIST, format!("{to} exists")));
         }
-        // Pending content (an upload in progress goes to the old name; a new file may not
-        // exist on the server yet) is uploaded first, for the file or anything below the
-        // directory, so the rename moves complete files on every server.
-        let prefix = format!("{from}/");
-        for of in self.handles.open_files() {
-            let moving = self
-                .inodes
-                .path(of.ino)
-                .is_some_and(|p| p == from || p.starts_with(&prefix));
-            if moving && of.content.lock().is_dirty() {
-                self.commit(&of).map_err(close_error)?;
-                // The upload changed size and mtime: move the file as the server has it now.
-                // Asked of the server itself, since a listing fetched while the upload ran
-                // (or shared with another lookup) may still show the old size.
-                if src.kind == EntryKind::File {
-                    let mut fresh = self.remote.stat(&from)?;
-                    fresh.name = src.name.clone();
-                    self.update_entry(&from, |e| *e = fresh.clone());
-                    src = fresh;
-                } else {
-                    src = self.entry(&from)?;
-                }
-            }
+        if src.kind == EntryKind::Dir && self.commit_below(&from)? {
+            src = self.entry(&from)?;
         }
-        match self.remote.rename(&from, &to) {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    e.kind,
-                    RemoteErrorKind::AlreadyExists
-                        | RemoteErrorKind::PermissionDenied
-                        | RemoteErrorKind::InvalidName
-                ) && target.is_some() =>
-            {
-                // The server refuses to replace: remove the target, then rename again.
-                debug!("rename {from} -> {to}: {e}; replacing the target");
-                self.remove_target(&src, target.as_ref().unwrap_or(&src), &to)?;
-                self.remote.rename(&from, &to)?;
-            }
-            Err(e) => return Err(e.into()),
+        // The content of the file that moves, and of the one it replaces, stays locked from
+        // here to the end: no upload can land in between (any handle may upload, even a
+        // RELEASE the kernel sent long before), neither to a name that is changing hands nor
+        // after `src` was taken. Such an upload used to leave `src` describing the content
+        // before it, and fstat of the renamed file showed the old size (#5).
+        let moving = self.open_file(&from);
+        let replaced = self.open_file(&to);
+        let (mut moving_content, mut replaced_content) =
+            lock_in_order(moving.as_deref(), replaced.as_deref());
+        if let (Some(of), Some(content)) = (moving.as_deref(), moving_content.as_deref_mut()) {
+            src = self.settle(of, content, &from, src)?;
+        }
+        self.remote_rename(&from, &to, &src, target.as_ref())?;
+        if let (Some(of), Some(content)) = (replaced.as_deref(), replaced_content.as_deref_mut()) {
+            discard_pending(of, content);
         }
         if target.is_some() {
-            self.discard_writes(&to);
             self.forget_path(&to);
         }
         self.remove_entry(&from);
@@ -788,6 +796,75 @@ impl Filesystem {
         }
         self.inodes.rename(&from, &to);
         Ok(())
+    }
+
+    /// Uploads pending content of every open file below `dir`, so renaming the directory
+    /// moves complete files on every server; returns whether any had some.
+    fn commit_below(&self, dir: &str) -> FsResult<bool> {
+        let prefix = format!("{dir}/");
+        let mut committed = false;
+        for of in self.handles.open_files() {
+            let below = self
+                .inodes
+                .path(of.ino)
+                .is_some_and(|p| p.starts_with(&prefix));
+            if below && of.content.lock().is_dirty() {
+                self.commit(&of).map_err(close_error)?;
+                committed = true;
+            }
+        }
+        Ok(committed)
+    }
+
+    /// Makes the open file `of` at `path` whole on the server before it changes name (an
+    /// upload in progress goes to the old name; a new file may not exist there yet) and
+    /// returns its entry as it is now. `content` is its locked content.
+    fn settle(
+        &self,
+        of: &OpenFile,
+        content: &mut Content,
+        path: &str,
+        src: Entry,
+    ) -> FsResult<Entry> {
+        let uploads = of.version.load(Ordering::SeqCst);
+        self.commit_locked(of, content).map_err(close_error)?;
+        if of.version.load(Ordering::SeqCst) == uploads {
+            // Nothing was pending now, but another handle's upload may have completed since
+            // `src` was read; with the content locked the cache has it.
+            return self.entry(path);
+        }
+        // Asked of the server itself: a listing fetched while the upload ran may still show
+        // the old size.
+        let mut fresh = self.remote.stat(path)?;
+        fresh.name = src.name;
+        self.update_entry(path, |e| *e = fresh.clone());
+        Ok(fresh)
+    }
+
+    /// RNFR/RNTO; on a server that refuses to replace an existing target, removes it first.
+    fn remote_rename(
+        &self,
+        from: &str,
+        to: &str,
+        src: &Entry,
+        target: Option<&Entry>,
+    ) -> FsResult<()> {
+        match self.remote.rename(from, to) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind,
+                    RemoteErrorKind::AlreadyExists
+                        | RemoteErrorKind::PermissionDenied
+                        | RemoteErrorKind::InvalidName
+                ) && target.is_some() =>
+            {
+                debug!("rename {from} -> {to}: {e}; replacing the target");
+                self.remove_target(src, target.unwrap_or(src), to)?;
+                Ok(self.remote.rename(from, to)?)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Removes the existing `target` at `to` so `src` can take its name, with rename(2)'s
@@ -809,11 +886,9 @@ impl Filesystem {
                 self.remote.rmdir(to)?;
                 Ok(())
             }
-            (false, false) => {
-                self.discard_writes(to);
-                self.remote.delete(to)?;
-                Ok(())
-            }
+            // The target's pending writes are dropped by the caller once the rename is done
+            // (it holds their lock, so none can be uploaded meanwhile).
+            (false, false) => Ok(self.remote.delete(to)?),
         }
     }
 
@@ -931,9 +1006,10 @@ impl Filesystem {
             .file(fh)
             .filter(|h| h.ino == ino && h.readable())
             .ok_or_else(|| FsError::bad_handle(fh))?;
-        let path = self.inodes.path(ino);
-        {
+        let path = {
             let mut content = h.file.content.lock();
+            // Read under the lock, like every path an upload may use (see `commit_locked`).
+            let path = self.inodes.path(ino);
             let local = self.with_ctx(&h.file, path.as_deref(), |ctx| {
                 content.read(ctx, offset, size as usize)
             });
@@ -941,7 +1017,8 @@ impl Filesystem {
             if let Some(data) = local? {
                 return Ok(data.into());
             }
-        }
+            path
+        };
         let path = path.ok_or_else(|| FsError::not_found("file was removed"))?;
         let version = h.file.version.load(Ordering::SeqCst);
         let mut reader = h.reader.lock();
@@ -1011,8 +1088,9 @@ impl Filesystem {
             .file(fh)
             .filter(|h| h.ino == ino && h.writable())
             .ok_or_else(|| FsError::bad_handle(fh))?;
-        let path = self.inodes.path(ino);
         let mut content = h.file.content.lock();
+        // Read under the lock, like every path an upload may use (see `commit_locked`).
+        let path = self.inodes.path(ino);
         // Only a file still on the server needs its size (to know whether streaming fits).
         let server_size = match (&*content, &path) {
             (Content::Remote, Some(p)) => self.entry(p).map(|e| e.size).unwrap_or(0),
@@ -1035,13 +1113,17 @@ impl Filesystem {
     /// Uploads pending changes of `of` (the cache learns of it through `uploaded`) and
     /// applies an mtime set while they were pending.
     fn commit(&self, of: &OpenFile) -> FsResult<()> {
+        let mut content = of.content.lock();
+        self.commit_locked(of, &mut content)
+    }
+
+    /// `commit` with the content already locked by the caller. The path is read under that
+    /// lock: rename changes it only while holding the lock, so an upload never goes to a name
+    /// the file has just left.
+    fn commit_locked(&self, of: &OpenFile, content: &mut Content) -> FsResult<()> {
         let path = self.inodes.path(of.ino);
-        let result = {
-            let mut content = of.content.lock();
-            let r = self.with_ctx(of, path.as_deref(), |ctx| content.commit(ctx));
-            of.refresh_overlay(&content);
-            r
-        };
+        let result = self.with_ctx(of, path.as_deref(), |ctx| content.commit(ctx));
+        of.refresh_overlay(content);
         let Some(path) = path else {
             return result.map(|_| ()).map_err(FsError::from);
         };
@@ -1114,13 +1196,18 @@ impl Filesystem {
         // the server has it.
         // The kernel sends RELEASE after close() has returned, so another handle of the same
         // file (e.g. the program reopened it at once) may be writing right now: its changes
-        // are its own to commit at its flush/release. Only the last user uploads here.
-        let last_user = h.file.users() <= 1;
-        let dirty = last_user && h.file.content.lock().is_dirty();
-        let result = if dirty {
-            self.commit(&h.file).map_err(close_error)
-        } else {
-            Ok(())
+        // are its own to commit at its flush/release. Only the last user uploads here, and
+        // that is decided under the content lock: counted before it, a RELEASE that ran late
+        // could find a handle opened and written meanwhile and upload its writes behind its
+        // back, e.g. while that handle's file was being renamed.
+        let result = {
+            let mut content = h.file.content.lock();
+            if h.file.users() <= 1 && content.is_dirty() {
+                self.commit_locked(&h.file, &mut content)
+                    .map_err(close_error)
+            } else {
+                Ok(())
+            }
         };
         self.handles.release(&h.file);
         result

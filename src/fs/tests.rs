@@ -1593,3 +1593,154 @@ fn stalled_read_does_not_block_other_requests() {
     assert_eq!(reader.join().unwrap().unwrap(), 4096);
     fs.release(slow.ino, h.fh).unwrap();
 }
+
+/// A remote that can hold the next call of chosen operations until the test lets it go, to
+/// force one interleaving of concurrent requests (and to know when a thread got that far)
+/// without sleeping.
+struct HeldRemote {
+    inner: MemoryRemote,
+    /// Per operation: (armed: its next call waits, waiting: a call is waiting now).
+    holds: parking_lot::Mutex<std::collections::HashMap<Op, (bool, bool)>>,
+    cond: parking_lot::Condvar,
+}
+
+impl HeldRemote {
+    fn new(inner: MemoryRemote) -> Self {
+        HeldRemote {
+            inner,
+            holds: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            cond: parking_lot::Condvar::new(),
+        }
+    }
+
+    /// The next call of `op` waits until `release(op)`.
+    fn hold(&self, op: Op) {
+        self.holds.lock().insert(op, (true, false));
+    }
+
+    /// Returns once a call of `op` is waiting.
+    fn wait_held(&self, op: Op) {
+        let mut holds = self.holds.lock();
+        while !holds.get(&op).is_some_and(|&(_, waiting)| waiting) {
+            self.cond.wait(&mut holds);
+        }
+    }
+
+    fn release(&self, op: Op) {
+        self.holds.lock().remove(&op);
+        self.cond.notify_all();
+    }
+
+    fn gate(&self, op: Op) {
+        let mut holds = self.holds.lock();
+        let Some(hold) = holds.get_mut(&op).filter(|(armed, _)| *armed) else {
+            return;
+        };
+        *hold = (false, true);
+        self.cond.notify_all();
+        while holds.contains_key(&op) {
+            self.cond.wait(&mut holds);
+        }
+    }
+}
+
+impl crate::remote::Remote for HeldRemote {
+    fn list(&self, dir: &str) -> crate::remote::RemoteResult<Vec<Entry>> {
+        self.gate(Op::List);
+        self.inner.list(dir)
+    }
+    fn stat(&self, path: &str) -> crate::remote::RemoteResult<Entry> {
+        self.gate(Op::Stat);
+        self.inner.stat(path)
+    }
+    fn open_read(
+        &self,
+        path: &str,
+        offset: u64,
+    ) -> crate::remote::RemoteResult<Box<dyn crate::remote::ReadStream>> {
+        self.gate(Op::OpenRead);
+        self.inner.open_read(path, offset)
+    }
+    fn open_write(
+        &self,
+        path: &str,
+        mode: WriteMode,
+    ) -> crate::remote::RemoteResult<Box<dyn crate::remote::WriteStream>> {
+        self.gate(Op::OpenWrite);
+        self.inner.open_write(path, mode)
+    }
+    fn delete(&self, path: &str) -> crate::remote::RemoteResult<()> {
+        self.gate(Op::Delete);
+        self.inner.delete(path)
+    }
+    fn mkdir(&self, path: &str) -> crate::remote::RemoteResult<()> {
+        self.gate(Op::Mkdir);
+        self.inner.mkdir(path)
+    }
+    fn rmdir(&self, path: &str) -> crate::remote::RemoteResult<()> {
+        self.gate(Op::Rmdir);
+        self.inner.rmdir(path)
+    }
+    fn rename(&self, from: &str, to: &str) -> crate::remote::RemoteResult<()> {
+        self.gate(Op::Rename);
+        self.inner.rename(from, to)
+    }
+    fn set_mtime(&self, path: &str, mtime: SystemTime) -> crate::remote::RemoteResult<()> {
+        self.gate(Op::SetMtime);
+        self.inner.set_mtime(path, mtime)
+    }
+    fn chmod(&self, path: &str, mode: u32) -> crate::remote::RemoteResult<()> {
+        self.gate(Op::Chmod);
+        self.inner.chmod(path, mode)
+    }
+    fn capabilities(&self) -> crate::remote::RemoteCapabilities {
+        self.inner.capabilities()
+    }
+}
+
+/// Issue #5, as the model workload in tests/faults.rs met it: another handle's upload (there
+/// a RELEASE the kernel sent before the file was reopened and written) completes while a
+/// rename of the file is under way, after the rename took the file's attributes and before
+/// it looked for pending writes. The renamed file then showed its size from before that
+/// upload.
+#[test]
+fn upload_during_rename_does_not_leave_the_old_size() {
+    let m = MemoryRemote::new();
+    m.put_file("/f", b"0123456789");
+    let held = Arc::new(HeldRemote::new(m.clone()));
+    // A name missing from the cached listing is always asked of the server, so the rename's
+    // lookup of its target makes a LIST the test can hold the rename at.
+    let fs = Arc::new(Filesystem::new(
+        held.clone(),
+        FsOptions {
+            negative_timeout: Duration::ZERO,
+            ..opts()
+        },
+    ));
+    let f = fs.lookup(ROOT_INO, n("f")).unwrap();
+    let h = fs.open(f.ino, libc::O_RDWR).unwrap();
+    fs.write(f.ino, h.fh, 8, b"abcdefgh").unwrap();
+
+    held.hold(Op::OpenWrite);
+    let upload = {
+        let fs = fs.clone();
+        std::thread::spawn(move || fs.fsync(f.ino, h.fh))
+    };
+    held.wait_held(Op::OpenWrite);
+    held.hold(Op::List);
+    let rename = {
+        let fs = fs.clone();
+        std::thread::spawn(move || fs.rename(ROOT_INO, n("f"), ROOT_INO, n("g"), 0))
+    };
+    // The rename has read the source's attributes and is looking for the target.
+    held.wait_held(Op::List);
+    held.release(Op::OpenWrite);
+    upload.join().unwrap().unwrap();
+    held.release(Op::List);
+    rename.join().unwrap().unwrap();
+
+    assert_eq!(m.file("/g").unwrap(), b"01234567abcdefgh");
+    assert_eq!(fs.getattr(f.ino).unwrap().size, 16);
+    assert_eq!(fs.lookup(ROOT_INO, n("g")).unwrap().size, 16);
+    fs.release(f.ino, h.fh).unwrap();
+}
