@@ -13,7 +13,7 @@
 //! connections); the next read reopens it where needed.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read};
+use std::io::{self, ErrorKind, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -195,7 +195,7 @@ impl Reader {
         });
         if !reusable {
             self.fetch = None;
-            self.start(offset)?;
+            self.start(offset, size)?;
         }
         for _ in 0..2 {
             let Some(fetch) = self.fetch.as_ref() else {
@@ -209,7 +209,7 @@ impl Reader {
                 }
                 Err(TakeError::Reopen) => {
                     self.fetch = None;
-                    self.start(offset)?;
+                    self.start(offset, size)?;
                 }
             }
         }
@@ -227,29 +227,31 @@ impl Reader {
         err
     }
 
-    fn start(&mut self, offset: u64) -> FsResult<()> {
+    /// Opens a stream at `offset` for a read of `want` bytes.
+    fn start(&mut self, offset: u64, want: usize) -> FsResult<()> {
         debug!("read {}: opening stream at {offset}", self.path);
         let mut stream = match self.remote.open_read(&self.path, offset) {
             Ok(stream) => stream,
             Err(e) => return Err(self.note_failure(e)),
         };
         let mut head = Vec::new();
-        let small = self
-            .size_hint
-            .is_some_and(|size| size.saturating_sub(offset) <= CHUNK as u64);
-        if small {
+        let left = self.size_hint.map(|size| size.saturating_sub(offset));
+        if let Some(left) = left.filter(|&left| left <= CHUNK as u64) {
             // What is left is at most one chunk: download it here, without starting a
-            // read-ahead thread and handing the bytes over. A file larger than listed
-            // continues in the background after its first chunk.
-            match (&mut stream).take(CHUNK as u64 + 1).read_to_end(&mut head) {
-                Ok(n) if n <= CHUNK => {
+            // read-ahead thread and handing the bytes over, if the end (the server's 226)
+            // follows the data without a wait. Where it does not (proftpd waits for our
+            // side of the data connection to close first: a round trip), the read is
+            // answered as soon as its bytes are here and the rest goes on in the background.
+            let need = (want as u64).min(left).max(1);
+            match fetch_small(&mut stream, &mut head, need) {
+                Ok(true) => {
                     if let Err(e) = stream.close() {
                         debug!("closing read stream of {}: {e}", self.path);
                     }
                     self.fetch = Some(Prefetch::complete(offset, head));
                     return Ok(());
                 }
-                Ok(_) => {}
+                Ok(false) => {}
                 Err(e) => {
                     let err = RemoteError::from_io(e);
                     if err.kind == RemoteErrorKind::TimedOut {
@@ -259,7 +261,7 @@ impl Reader {
                     warn!("read {} at {offset}: {err}; reopening once", self.path);
                     drop(stream);
                     self.size_hint = None;
-                    return self.start(offset);
+                    return self.start(offset, want);
                 }
             }
         }
@@ -333,6 +335,31 @@ impl Reader {
             st.wanted = usize::try_from(want_end.saturating_sub(st.pos)).unwrap_or(usize::MAX);
             shared.cond.notify_all();
             shared.cond.wait(&mut st);
+        }
+    }
+}
+
+/// Reads a small download into `head`: at least `want` bytes (or all there is), then on to
+/// the end only where that needs no waiting. True when the end was reached, within one
+/// chunk; false when the rest is left to a read-ahead thread.
+fn fetch_small(
+    stream: &mut Box<dyn ReadStream>,
+    head: &mut Vec<u8>,
+    want: u64,
+) -> io::Result<bool> {
+    let mut piece = [0u8; 64 * 1024];
+    loop {
+        if head.len() as u64 >= want && !stream.ends_without_waiting() {
+            return Ok(false);
+        }
+        if head.len() > CHUNK {
+            return Ok(false);
+        }
+        match stream.read(&mut piece) {
+            Ok(0) => return Ok(true),
+            Ok(n) => head.extend_from_slice(&piece[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

@@ -192,6 +192,19 @@ pub struct Transfer {
     early_final: Option<Reply>,
 }
 
+impl Transfer {
+    /// Whether the data connection has data or its end waiting, and the server's final
+    /// reply to the transfer is here too (`control` is the connection that started it).
+    pub fn ends_without_waiting(&self, control: &Control) -> bool {
+        readable_now(self.stream.tcp()) && (self.early_final.is_some() || control.reply_arrived())
+    }
+}
+
+/// Whether a socket can be read from without waiting (data, end of stream or an error).
+fn readable_now(sock: &TcpStream) -> bool {
+    data::wait_readable(&[sock.as_raw_fd()], Duration::ZERO).is_ok_and(|r| r[0])
+}
+
 impl Read for Transfer {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.stream.read(buf)
@@ -356,12 +369,12 @@ impl Control {
     /// Whether a command can go out without first waiting for the reply to an EPSV sent
     /// ahead: none is in flight, or its reply has already arrived.
     pub fn answered(&self) -> bool {
-        if !self.epsv_in_flight || !self.io.buffer().is_empty() {
-            return true;
-        }
-        self.io.get_ref().tcp().is_some_and(|sock| {
-            data::wait_readable(&[sock.as_raw_fd()], Duration::ZERO).is_ok_and(|r| r[0])
-        })
+        !self.epsv_in_flight || self.reply_arrived()
+    }
+
+    /// Whether a reply (or the start of one) is waiting to be read.
+    pub fn reply_arrived(&self) -> bool {
+        !self.io.buffer().is_empty() || self.io.get_ref().tcp().is_some_and(readable_now)
     }
 
     /// When the connection last completed a command.

@@ -149,6 +149,10 @@ impl ReadStream for BreakingReader {
     fn close(self: Box<Self>) -> RemoteResult<()> {
         self.inner.close()
     }
+
+    fn ends_without_waiting(&self) -> bool {
+        self.inner.ends_without_waiting()
+    }
 }
 
 /// An upload that breaks after a byte budget or fails at finish.

@@ -452,6 +452,13 @@ impl Read for FtpReadStream {
 }
 
 impl ReadStream for FtpReadStream {
+    fn ends_without_waiting(&self) -> bool {
+        match &*self.slot.active.lock() {
+            Some(active) => active.transfer.ends_without_waiting(&active.conn),
+            None => self.eof,
+        }
+    }
+
     fn close(self: Box<Self>) -> RemoteResult<()> {
         let taken = self.slot.active.lock().take();
         if let Some(ActiveRead {

@@ -71,6 +71,12 @@ pub trait ReadStream: Read + Send {
     /// Ends the transfer, possibly before end of file, leaving the connection usable.
     /// Dropping the stream does the same, ignoring errors.
     fn close(self: Box<Self>) -> RemoteResult<()>;
+
+    /// Whether reading on to the end would not wait on the network: the rest of the data and
+    /// the server's confirmation have arrived already. A guess that may say false wrongly.
+    fn ends_without_waiting(&self) -> bool {
+        true
+    }
 }
 
 /// An open upload. Bytes written go to the server; `finish` waits for its verdict.
