@@ -25,7 +25,7 @@ use fuser::{
 use log::{debug, error, warn};
 
 use crate::config::{KernelFlags, MountConfig};
-use crate::fs::{Attr, FileKind, Filesystem, FsError, OpenReply, SetAttr};
+use crate::fs::{Attr, FileKind, Filesystem, FsError, FsResult, OpenReply, SetAttr};
 
 /// Worker threads that run the core's methods.
 pub const DEFAULT_WORKERS: usize = 16;
@@ -261,6 +261,14 @@ pub fn raise_readahead(major: u32, minor: u32) {
     }
 }
 
+/// Answers a request whose only result is success or an errno.
+fn answer_empty(reply: ReplyEmpty, op: &str, result: FsResult<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(op, &e)),
+    }
+}
+
 fn errno(op: &str, e: &FsError) -> Errno {
     debug!("{op}: {e}");
     Errno::from_i32(e.errno)
@@ -450,18 +458,12 @@ impl fuser::Filesystem for FtpFuse {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_os_string();
-        self.spawn(move |fs| match fs.unlink(parent.0, &name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("unlink", &e)),
-        });
+        self.spawn(move |fs| answer_empty(reply, "unlink", fs.unlink(parent.0, &name)));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_os_string();
-        self.spawn(move |fs| match fs.rmdir(parent.0, &name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rmdir", &e)),
-        });
+        self.spawn(move |fs| answer_empty(reply, "rmdir", fs.rmdir(parent.0, &name)));
     }
 
     fn symlink(
@@ -488,10 +490,8 @@ impl fuser::Filesystem for FtpFuse {
     ) {
         let (name, newname): (OsString, OsString) = (name.into(), newname.into());
         self.spawn(move |fs| {
-            match fs.rename(parent.0, &name, newparent.0, &newname, flags.bits()) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("rename", &e)),
-            }
+            let result = fs.rename(parent.0, &name, newparent.0, &newname, flags.bits());
+            answer_empty(reply, "rename", result);
         });
     }
 
@@ -572,10 +572,7 @@ impl fuser::Filesystem for FtpFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.spawn(move |fs| match fs.flush(ino.0, fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("flush", &e)),
-        });
+        self.spawn(move |fs| answer_empty(reply, "flush", fs.flush(ino.0, fh.0)));
     }
 
     fn release(
@@ -606,10 +603,7 @@ impl fuser::Filesystem for FtpFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.spawn(move |fs| match fs.fsync(ino.0, fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fsync", &e)),
-        });
+        self.spawn(move |fs| answer_empty(reply, "fsync", fs.fsync(ino.0, fh.0)));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

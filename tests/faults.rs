@@ -833,6 +833,13 @@ fn random_workload_against_a_model() {
 // ------------------------------------------------------------------ 10. permissions
 
 /// Runs `sh -c cmd` as user nobody; returns (success, stderr).
+/// Runs `cmd` as nobody and checks that it fails with "Permission denied"; `what` says
+/// what it would mean if it did not.
+fn nobody_is_denied(cmd: &str, what: &str) {
+    let (ok, err) = as_nobody(cmd);
+    assert!(!ok && err.contains("Permission denied"), "{what}: {err}");
+}
+
 fn as_nobody(cmd: &str) -> (bool, String) {
     let out = Command::new("timeout")
         .args([
@@ -865,34 +872,30 @@ fn other_users_and_permission_bits() {
     common::write_local_file(local.join("f.txt"), b"hello\n");
 
     let m = mount_for_others(&server, &dir, "");
-    let (ok, err) = as_nobody(&format!("ls {}", fsmount::q(&m.dir)));
-    assert!(
-        !ok && err.contains("Permission denied"),
-        "nobody listed a private mount: {err}"
+    nobody_is_denied(
+        &format!("ls {}", fsmount::q(&m.dir)),
+        "nobody listed a private mount",
     );
     drop(m);
 
     let m = mount_for_others(&server, &dir, "allow_other,default_permissions,umask=077");
-    let (ok, err) = as_nobody(&format!("ls {}", fsmount::q(&m.dir)));
-    assert!(
-        !ok && err.contains("Permission denied"),
-        "umask=077 let nobody list: {err}"
+    nobody_is_denied(
+        &format!("ls {}", fsmount::q(&m.dir)),
+        "umask=077 let nobody list",
     );
     drop(m);
 
     let m = mount_for_others(&server, &dir, "allow_other,default_permissions,umask=022");
     let (ok, err) = as_nobody(&format!("cat {}", fsmount::q(&m.path("f.txt"))));
     assert!(ok, "umask=022: nobody cannot read: {err}");
-    let (ok, err) = as_nobody(&format!("echo x > {}", fsmount::q(&m.path("new.txt"))));
-    assert!(
-        !ok && err.contains("Permission denied"),
-        "nobody created a file in a 755 dir: {err}"
+    nobody_is_denied(
+        &format!("echo x > {}", fsmount::q(&m.path("new.txt"))),
+        "nobody created a file in a 755 dir",
     );
     assert!(!local.join("new.txt").exists());
-    let (ok, err) = as_nobody(&format!("echo x >> {}", fsmount::q(&m.path("f.txt"))));
-    assert!(
-        !ok && err.contains("Permission denied"),
-        "nobody wrote a 644 file: {err}"
+    nobody_is_denied(
+        &format!("echo x >> {}", fsmount::q(&m.path("f.txt"))),
+        "nobody wrote a 644 file",
     );
     assert_eq!(fs::read(local.join("f.txt")).unwrap(), b"hello\n");
     // the owner (root here) still may

@@ -92,21 +92,29 @@ impl Drop for Prefetch {
     }
 }
 
-impl Prefetch {
-    /// A download already finished: `data` is the file from `offset` to its end.
-    fn complete(offset: u64, data: Vec<u8>) -> Prefetch {
+impl Shared {
+    /// The state of a download from `offset` whose first bytes, `head`, are already here.
+    fn starting_with(offset: u64, head: Vec<u8>, window: usize, eof: bool) -> Arc<Shared> {
         let mut state = State {
             start: offset,
             pos: offset,
-            eof: true,
+            window,
+            eof,
             ..State::default()
         };
-        state.buf.push(data);
+        state.buf.push(head);
+        Arc::new(Shared {
+            state: Mutex::new(state),
+            cond: Condvar::new(),
+        })
+    }
+}
+
+impl Prefetch {
+    /// A download already finished: `data` is the file from `offset` to its end.
+    fn complete(offset: u64, data: Vec<u8>) -> Prefetch {
         Prefetch {
-            shared: Arc::new(Shared {
-                state: Mutex::new(state),
-                cond: Condvar::new(),
-            }),
+            shared: Shared::starting_with(offset, data, 0, true),
         }
     }
 }
@@ -266,16 +274,8 @@ impl Reader {
             }
         }
         let pos = offset + head.len() as u64;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                start: offset,
-                pos: offset,
-                window: INITIAL_WINDOW.min(self.max_window),
-                ..State::default()
-            }),
-            cond: Condvar::new(),
-        });
-        shared.state.lock().buf.push(head);
+        let window = INITIAL_WINDOW.min(self.max_window);
+        let shared = Shared::starting_with(offset, head, window, false);
         let producer = Producer {
             remote: self.remote.clone(),
             path: self.path.clone(),
