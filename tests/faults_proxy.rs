@@ -424,6 +424,9 @@ enum Lie {
     Duplicate226,
     /// Answers RETR with a 229 (a reply meant for EPSV) and then nothing.
     WrongReply,
+    /// Like ShortThen426 when the client has shut its side of the data connection before
+    /// any data (some servers take that for an abort); honest otherwise.
+    AbortsOnHalfClose,
 }
 
 /// One file of the fake server: name, the size its listings claim, content, behaviour.
@@ -610,13 +613,16 @@ fn fake_session(sock: TcpStream, files: &[FakeFile], retrs: &AtomicU64) -> io::R
                 out.write_all(b"150 opening data connection\r\n")?;
                 let mut data = accept_data(&l)?;
                 let body = f.content.get(offset..).unwrap_or(&[]);
+                let half_closed = f.lie == Lie::AbortsOnHalfClose && client_half_closed(&data);
                 let body = match f.lie {
                     Lie::ShortThen226 | Lie::ShortThen426 => &body[..body.len().min(10)],
+                    _ if half_closed => &body[..body.len().min(10)],
                     _ => body,
                 };
                 let _ = data.write_all(body);
                 drop(data);
                 match f.lie {
+                    _ if half_closed => out.write_all(b"426 client closed the connection\r\n")?,
                     Lie::ShortThen426 => out.write_all(b"426 connection closed; transfer aborted\r\n")?,
                     _ => out.write_all(b"226 Transfer complete\r\n")?,
                 }
@@ -626,6 +632,16 @@ fn fake_session(sock: TcpStream, files: &[FakeFile], retrs: &AtomicU64) -> io::R
             _ => out.write_all(b"502 not implemented\r\n")?,
         }
     }
+}
+
+/// Whether the client shut its sending side of a download's data connection. A client that
+/// keeps it open is given a bounded moment to show it (the fake server's own wait).
+fn client_half_closed(data: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    let _ = data.set_read_timeout(Some(Duration::from_secs(2)));
+    let shut = matches!((&*data).read(&mut byte), Ok(0));
+    let _ = data.set_read_timeout(None);
+    shut
 }
 
 /// Reads a whole file through the mount within `limit`: (content or error, time taken).
@@ -725,6 +741,45 @@ fn retr_of_10_bytes_then_426_is_eio_never_a_short_file() {
         fake.retrs.load(Ordering::SeqCst)
     );
     check_good(&m, &good, "after the aborted file");
+}
+
+/// ftpfs shuts its side of a download's data connection at once (a round trip less per
+/// file on proftpd and vsftpd). A server that takes that for an abort costs one retry, after
+/// which ftpfs stops doing it for that server; no read fails and no byte is lost.
+#[test]
+fn server_that_aborts_on_early_half_close_still_serves_every_read() {
+    let touchy = FakeFile {
+        lie: Lie::AbortsOnHalfClose,
+        ..honest("touchy.bin", 200_000)
+    };
+    let other = FakeFile {
+        lie: Lie::AbortsOnHalfClose,
+        ..honest("other.bin", 3_000)
+    };
+    let fake = FakeServer::start(vec![touchy.clone(), other.clone()]);
+    let srv = fake.server();
+    let (m, log) = logged_mount(&srv, "/", "cache_timeout=0", "halfclose");
+    let (r, took) = read_file(m.path("touchy.bin"), fault_bound(), "read of touchy.bin");
+    let got = r.expect("the retry without the half-close serves the file");
+    assert!(got == touchy.content, "touchy.bin: content differs");
+    let retrs = fake.retrs.load(Ordering::SeqCst);
+    assert_eq!(retrs, 2, "one refused download, one retry");
+    let (r, _) = read_file(m.path("other.bin"), fault_bound(), "read of other.bin");
+    assert!(
+        r.expect("other.bin") == other.content,
+        "other.bin: content differs"
+    );
+    assert_eq!(
+        fake.retrs.load(Ordering::SeqCst),
+        retrs + 1,
+        "the next download is not half-closed any more"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(logged.contains("no longer half-closing"), "log: {logged}");
+    eprintln!(
+        "touchy.bin: {} bytes right in {took:?} after {retrs} RETR",
+        got.len()
+    );
 }
 
 #[test]

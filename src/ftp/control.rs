@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,6 +137,8 @@ pub struct ServerQuirks {
     /// The server ends the whole session when a TLS download is cut short by closing the
     /// data connection (proftpd); cut such downloads short with ABOR instead.
     pub tls_early_end_needs_abor: AtomicBool,
+    /// The server failed a download because we half-closed its data connection early.
+    pub no_download_half_close: AtomicBool,
 }
 
 /// The byte stream under the control connection.
@@ -190,6 +192,18 @@ pub struct Transfer {
     pub stream: DataStream,
     /// Servers that skip the 1xx send their final reply first; keep it for `finish_*`.
     early_final: Option<Reply>,
+    /// Our side of the data connection was shut at once (see `Direction::Download`).
+    half_closed: bool,
+}
+
+/// Which way a transfer's data flows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// RETR and listings. Our sending side of a plain data connection is shut as soon as it
+    /// is up: proftpd answers 226 only after the client's end of the connection closes, so
+    /// this saves a round trip per download.
+    Download,
+    Upload,
 }
 
 impl Transfer {
@@ -282,28 +296,51 @@ impl Control {
         {
             control.auth_tls(&session.config, name)?;
         }
-        control.login()?;
         let protect = tls_config.is_some() && control.is_tls();
-        control.prepare_session(protect)?;
+        control.login_and_prepare(protect)?;
         if protect {
             control.data_tls = tls_config;
         }
         Ok(control)
     }
 
-    /// After login: data protection (PBSZ 0, PROT P) when under TLS, FEAT, UTF-8 names and
-    /// binary transfers, all in one write; one round trip instead of five.
-    fn prepare_session(&mut self, protect: bool) -> FtpResult<()> {
-        let mut lines = Vec::with_capacity(5);
+    /// Logs in and prepares the session: USER, PASS, then data protection (PBSZ 0, PROT P)
+    /// when under TLS, FEAT, UTF-8 names and binary transfers, all in one write: one round
+    /// trip instead of three. The password goes out before the server asks for it, but only
+    /// on this connection, and only once TLS is up when TLS is in use.
+    fn login_and_prepare(&mut self, protect: bool) -> FtpResult<()> {
+        let user = format!("USER {}", self.opts.user);
+        let pass = format!("PASS {}", self.opts.password.expose());
+        let mut session = Vec::with_capacity(5);
         if protect {
-            lines.extend(["PBSZ 0", "PROT P"]);
+            session.extend(["PBSZ 0", "PROT P"]);
         }
         // OPTS UTF8 ON goes out whether or not FEAT will list UTF8: a server without it just
         // refuses, and names then travel as the same raw bytes anyway.
-        lines.extend(["FEAT", "OPTS UTF8 ON", "TYPE I"]);
+        session.extend(["FEAT", "OPTS UTF8 ON", "TYPE I"]);
+        let mut lines = vec![user.as_str(), pass.as_str()];
+        lines.extend(&session);
         self.send_lines(&lines)?;
+        let user_reply = self.read()?;
+        let pass_reply = self.read()?;
+        let verdict = match user_reply.code {
+            // No password needed: the PASS was superfluous, whatever its answer.
+            230 => None,
+            331 | 332 => (!matches!(pass_reply.code, 230 | 202)).then_some(pass_reply),
+            _ => Some(user_reply),
+        };
+        if let Some(reply) = verdict {
+            // The session commands' replies are still on their way: the connection is of
+            // no further use.
+            self.broken = true;
+            return Err(FtpError::Reply {
+                command: "login".into(),
+                code: reply.code,
+                text: reply.text(),
+            });
+        }
         let mut failure = None;
-        for line in &lines {
+        for line in &session {
             let reply = self.read()?;
             let ok = match *line {
                 "FEAT" => {
@@ -442,27 +479,6 @@ impl Control {
         let stream = tls::connect(config, name, sock).inspect_err(|_| self.broken = true)?;
         *self.io.get_mut() = Transport::Tls(Box::new(stream));
         Ok(())
-    }
-
-    fn login(&mut self) -> FtpResult<()> {
-        let user = self.opts.user.clone();
-        let reply = self.cmd(&format!("USER {user}"))?;
-        let reply = match reply.code {
-            230 => return Ok(()),
-            331 | 332 => {
-                let pass = format!("PASS {}", self.opts.password.expose());
-                self.cmd(&pass)?
-            }
-            _ => reply,
-        };
-        match reply.code {
-            230 | 202 => Ok(()),
-            _ => Err(FtpError::Reply {
-                command: "login".into(),
-                code: reply.code,
-                text: reply.text(),
-            }),
-        }
     }
 
     fn read(&mut self) -> FtpResult<Reply> {
@@ -685,7 +701,12 @@ impl Control {
 
     /// Starts a transfer: data socket, optional REST, the command, then the data connection
     /// (TLS if PROT P) and the server's 1xx, in whichever order the server sends them.
-    pub fn start_transfer(&mut self, command: &str, offset: u64) -> FtpResult<Transfer> {
+    pub fn start_transfer(
+        &mut self,
+        command: &str,
+        offset: u64,
+        direction: Direction,
+    ) -> FtpResult<Transfer> {
         if self.needs_fresh_session() {
             self.reconnect()?;
         }
@@ -729,6 +750,10 @@ impl Control {
             data::set_timeouts(&sock, self.opts.timeout)?;
             sock
         };
+        let half_closed = direction == Direction::Download
+            && self.data_tls.is_none()
+            && !self.quirks.no_download_half_close.load(Ordering::Relaxed)
+            && sock.shutdown(Shutdown::Write).is_ok();
         let stream = match self.data_tls.clone() {
             Some((session, name)) => {
                 let config = session.config;
@@ -754,12 +779,14 @@ impl Control {
             return Ok(Transfer {
                 stream,
                 early_final: None,
+                half_closed,
             });
         }
         if reply.is_success() {
             return Ok(Transfer {
                 stream,
                 early_final: Some(reply),
+                half_closed,
             });
         }
         stream.abandon();
@@ -929,6 +956,7 @@ impl Control {
         let Transfer {
             stream,
             early_final,
+            half_closed,
         } = transfer;
         let is_tls = matches!(stream, DataStream::Tls(_));
         if !complete
@@ -941,7 +969,13 @@ impl Control {
         stream.abandon();
         let reply = match early_final {
             Some(r) => r,
-            None if complete => self.read_final()?,
+            None if complete => {
+                // The server has closed the data connection, so it is done with the transfer
+                // and reads commands again: the next EPSV may go out before its 226 comes in,
+                // which takes a round trip off every download.
+                self.arm_passive();
+                self.read_final()?
+            }
             None => match self.read_early_end() {
                 Ok(r) => r,
                 Err(e) => {
@@ -972,6 +1006,21 @@ impl Control {
         }
         if !complete && matches!(reply.code, 425 | 426 | 450 | 451) {
             return Ok(());
+        }
+        if complete && half_closed && matches!(reply.code, 425 | 426 | 450 | 451) {
+            // Our early half-close may be what the server objected to: stop doing it. The
+            // download still fails, and its caller's one retry runs without it.
+            if !self
+                .quirks
+                .no_download_half_close
+                .swap(true, Ordering::Relaxed)
+            {
+                log::warn!(
+                    "server failed a download after we half-closed its data connection ({} {}); no longer half-closing",
+                    reply.code,
+                    reply.text().trim()
+                );
+            }
         }
         if !complete {
             // An answer that fits neither outcome: we cannot trust the reply sequence any more.
@@ -1031,6 +1080,7 @@ impl Control {
         let Transfer {
             mut stream,
             early_final,
+            ..
         } = transfer;
         let closed = stream.finish_upload();
         stream.abandon();
@@ -1136,7 +1186,20 @@ impl Control {
     /// Runs a listing command and parses the data as it arrives (memory: the entries plus
     /// one line), up to `MAX_LISTING_BYTES` of listing text.
     fn read_listing(&mut self, command: &str, format: ListingFormat) -> FtpResult<Vec<Entry>> {
-        let mut transfer = self.start_transfer(command, 0)?;
+        let half_closing = !self.quirks.no_download_half_close.load(Ordering::Relaxed);
+        match self.read_listing_once(command, format) {
+            Err(e)
+                if half_closing && self.quirks.no_download_half_close.load(Ordering::Relaxed) =>
+            {
+                log::debug!("listing failed with our early half-close ({e}); listing again");
+                self.read_listing_once(command, format)
+            }
+            result => result,
+        }
+    }
+
+    fn read_listing_once(&mut self, command: &str, format: ListingFormat) -> FtpResult<Vec<Entry>> {
+        let mut transfer = self.start_transfer(command, 0, Direction::Download)?;
         let mut parser = ListingParser::new(format, SystemTime::now());
         let mut total = 0usize;
         let mut chunk = vec![0u8; 64 * 1024];
@@ -1271,13 +1334,13 @@ impl Control {
 
     /// Starts a download of `path` at byte `offset` (REST + RETR).
     pub fn retr(&mut self, path: &str, offset: u64) -> FtpResult<Transfer> {
-        self.start_transfer(&format!("RETR {path}"), offset)
+        self.start_transfer(&format!("RETR {path}"), offset, Direction::Download)
     }
 
     /// Starts an upload to `path`, replacing it (STOR) or appending (APPE).
     pub fn stor(&mut self, path: &str, append: bool) -> FtpResult<Transfer> {
         let verb = if append { "APPE" } else { "STOR" };
-        self.start_transfer(&format!("{verb} {path}"), 0)
+        self.start_transfer(&format!("{verb} {path}"), 0, Direction::Upload)
     }
 }
 
@@ -1407,6 +1470,93 @@ mod tests {
         }
         assert!(!fits_transfer_end(&reply(150)));
         assert!(fits_transfer_end(&reply(426)));
+    }
+
+    /// A one-session server on 127.0.0.1 answering each command line with `answer`;
+    /// returns its port and, once the session ends, the lines it received.
+    fn scripted_server(
+        answer: fn(&str) -> &'static str,
+    ) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::BufRead;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut out = sock.try_clone().unwrap();
+            out.write_all(b"220 scripted\r\n").unwrap();
+            let mut seen = Vec::new();
+            for line in BufReader::new(sock).lines() {
+                let Ok(line) = line else { break };
+                let reply = answer(&line);
+                seen.push(line);
+                if out.write_all(reply.as_bytes()).is_err() || reply.starts_with("221") {
+                    break;
+                }
+            }
+            seen
+        });
+        (port, server)
+    }
+
+    fn plain_options(port: u16) -> Arc<ConnectOptions> {
+        Arc::new(ConnectOptions {
+            host: "127.0.0.1".into(),
+            port,
+            user: "someone".into(),
+            password: Password::new("secret"),
+            tls_mode: TlsMode::Off,
+            tls: None,
+            active: false,
+            timeout: Duration::from_secs(10),
+            trust_pasv_ip: false,
+        })
+    }
+
+    #[test]
+    fn login_is_pipelined_and_an_unasked_pass_is_ignored() {
+        // A server that needs no password: USER is enough, PASS is out of sequence.
+        let (port, server) = scripted_server(|line| match line.split(' ').next().unwrap() {
+            "USER" => "230 welcome, no password needed\r\n",
+            "PASS" => "503 already logged in\r\n",
+            "FEAT" => "211-Features:\r\n EPSV\r\n211 End\r\n",
+            "EPSV" => "229 Entering Extended Passive Mode (|||9|)\r\n",
+            "QUIT" => "221 bye\r\n",
+            _ => "200 ok\r\n",
+        });
+        let mut c = Control::connect(plain_options(port), Default::default()).expect("login");
+        assert!(c.features().epsv);
+        c.noop().expect("NOOP after login");
+        c.quit();
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen[..5],
+            [
+                "USER someone",
+                "PASS secret",
+                "FEAT",
+                "OPTS UTF8 ON",
+                "TYPE I"
+            ]
+        );
+    }
+
+    #[test]
+    fn refused_login_reports_the_reply_that_refused() {
+        let (port, server) = scripted_server(|line| match line.split(' ').next().unwrap() {
+            "USER" => "331 password please\r\n",
+            "PASS" => "530 Login incorrect\r\n",
+            _ => "530 log in first\r\n",
+        });
+        let err = Control::connect(plain_options(port), Default::default())
+            .err()
+            .expect("login must fail");
+        assert!(
+            matches!(&err, FtpError::Reply { code: 530, text, .. } if text.contains("incorrect")),
+            "{err}"
+        );
+        drop(server);
     }
 
     #[test]
