@@ -398,6 +398,9 @@ impl MountConfig {
             o.umask = umask;
         }
         o.read_only = self.read_only;
+        // As many downloads ahead as the pool has connections: readers that catch up take
+        // the content instead of a connection of their own.
+        o.fetch_ahead = self.connections;
         o
     }
 

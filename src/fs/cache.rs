@@ -133,6 +133,12 @@ impl DirCache {
         Ok((listing, fetched))
     }
 
+    /// A number that changes with every local mutation: content fetched while it stayed
+    /// the same was not changed by us meanwhile.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Records `dir`'s listing as known (a directory we just created is empty).
     pub fn insert(&self, dir: &str, listing: Listing) {
         if self.ttl.is_zero() {

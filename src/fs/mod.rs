@@ -26,6 +26,7 @@ pub mod error;
 pub mod handle;
 pub mod inode;
 pub mod reader;
+pub mod siblings;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -46,12 +47,16 @@ use handle::{DirHandle, Handles, OpenFile};
 use inode::InodeTable;
 pub use inode::{Ino, ROOT_INO};
 use reader::Reader;
+use siblings::Siblings;
 use writer::{Content, Ctx};
 
 /// How many entries one `readdir` call returns at most (the kernel asks again for more).
 pub const READDIR_BATCH: usize = 256;
 /// Longest name a component may have, in bytes.
 pub const NAME_MAX: usize = 255;
+/// Longest wait for a file being fetched ahead, rather than fetching it a second time
+/// (its download has the network timeouts of its own; this only bounds the worst case).
+const FETCHED_AHEAD_WAIT: Duration = Duration::from_secs(60);
 
 /// What kind of object an inode is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +113,9 @@ pub struct FsOptions {
     pub read_ahead_max: usize,
     /// Byte budget of a streaming upload's queue.
     pub write_buffer: usize,
+    /// Parallel downloads of small files fetched ahead of a program reading a directory's
+    /// files in order (see `siblings`); 0 = off.
+    pub fetch_ahead: usize,
 }
 
 impl Default for FsOptions {
@@ -125,6 +133,7 @@ impl Default for FsOptions {
             file_mode: 0o644,
             read_ahead_max: 8 << 20,
             write_buffer: 4 << 20,
+            fetch_ahead: 0,
         }
     }
 }
@@ -194,6 +203,7 @@ pub struct Filesystem {
     handles: Handles,
     /// (size, mtime) of each file when it was last opened, to decide keep_cache.
     opened: Mutex<HashMap<Ino, (u64, SystemTime)>>,
+    siblings: Siblings,
     mount_time: SystemTime,
 }
 
@@ -271,6 +281,7 @@ impl Filesystem {
     /// A filesystem over `remote`.
     pub fn new(remote: Arc<dyn Remote>, opts: FsOptions) -> Self {
         Filesystem {
+            siblings: Siblings::new(remote.clone(), opts.fetch_ahead, opts.cache_timeout),
             remote,
             cache: DirCache::new(opts.cache_timeout),
             opts,
@@ -391,11 +402,11 @@ impl Filesystem {
         }
     }
 
-    /// The size of `path` in a cached listing, without asking the server.
-    fn cached_size(&self, path: &str) -> Option<u64> {
+    /// What a cached listing says of `path`, without asking the server.
+    fn cached_entry(&self, path: &str) -> Option<Entry> {
         let (parent, name) = split(path);
         let (listing, _) = self.cache.fresh(parent, self.opts.cache_timeout)?;
-        listing.get(name).map(|e| e.size)
+        listing.get(name).cloned()
     }
 
     /// A file created or written here whose content is not on the server yet (it may not
@@ -904,6 +915,13 @@ impl Filesystem {
             return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
         }
         let attr = self.attr(ino, &entry);
+        if !writes {
+            let (dir, name) = split(&path);
+            if let Some((listing, _)) = self.cache.fresh(dir, self.opts.cache_timeout) {
+                self.siblings
+                    .opened(dir, name, &listing, self.cache.generation());
+            }
+        }
         let truncating = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
         let keep_cache = {
             let mut opened = self.opened.lock();
@@ -1026,8 +1044,20 @@ impl Filesystem {
             .as_ref()
             .is_none_or(|(v, r)| *v != version || r.path() != path);
         if stale {
+            let listed = self.cached_entry(&path);
             let mut fresh = Reader::new(self.remote.clone(), path, self.opts.read_ahead_max);
-            fresh.set_size_hint(self.cached_size(fresh.path()));
+            fresh.set_size_hint(listed.as_ref().map(|e| e.size));
+            if let Some(e) = listed
+                && let Some(content) = self.siblings.take(
+                    fresh.path(),
+                    e.size,
+                    e.mtime,
+                    self.cache.generation(),
+                    FETCHED_AHEAD_WAIT,
+                )
+            {
+                fresh.preload(content);
+            }
             *reader = Some((version, fresh));
         }
         match reader.as_mut() {

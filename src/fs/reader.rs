@@ -160,6 +160,11 @@ impl Reader {
         self.size_hint = size;
     }
 
+    /// Gives the reader the file's whole content, downloaded already (fetched ahead).
+    pub fn preload(&mut self, content: Vec<u8>) {
+        self.fetch = Some(Prefetch::complete(0, content));
+    }
+
     /// Changes how long an unread stream stays open (tests use a short one).
     pub fn set_idle_close(&mut self, idle: Duration) {
         self.idle_close = idle;

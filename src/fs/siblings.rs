@@ -1,0 +1,515 @@
+//! Fetching ahead the small files a program is about to read.
+//!
+//! `cp -r`, `tar`, `rsync`, `grep -r` and `md5sum *` read a directory's files one after
+//! another in readdir (= name) order. Each small file then costs a round trip or two of its
+//! own (RETR, and the 226), with the pool's other connections idle. When the files opened
+//! in a directory follow each other in name order, the next small files of that directory
+//! are downloaded whole, in parallel on the pool, before they are opened; the reader of such
+//! a file then takes its content from here.
+//!
+//! What is served is never older than `max_age` (the mount's cache timeout, the same trust
+//! the listing that describes the file gets), must still match the size and mtime that the
+//! cached listing gives for it, and is dropped if anything changed locally meanwhile (the
+//! directory cache's generation). Memory is bounded by `BUDGET`; only files up to
+//! `MAX_FILE` are fetched ahead.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, Read};
+use std::num::NonZeroUsize;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use log::debug;
+use lru::LruCache;
+use parking_lot::{Condvar, Mutex};
+
+use super::cache::Listing;
+use crate::remote::{EntryKind, Remote};
+
+/// Largest file fetched ahead.
+pub const MAX_FILE: u64 = 1 << 20;
+/// Bytes held or being fetched ahead, all directories together.
+pub const BUDGET: u64 = 16 << 20;
+/// Opens that follow each other in name order before fetching ahead starts.
+const STREAK: u32 = 2;
+/// Two opens at most this many names apart count as in order (parallel readers such as
+/// `xargs -P8` open neighbouring files slightly out of order).
+const NEAR: usize = 16;
+/// Directories whose reading order is remembered.
+const DIRS: usize = 64;
+/// Files remembered (fetched, being fetched, failed or read directly), bounding the map
+/// even when nothing is taken.
+const MAX_SLOTS: usize = 1024;
+
+/// What is known about one file's content.
+enum Slot {
+    /// A thread is downloading it.
+    Fetching,
+    /// Downloaded, at `at`.
+    Ready { data: Vec<u8>, at: Instant },
+    /// Read by its own reader, or the download failed: not fetched ahead again for a while.
+    Passed { at: Instant },
+}
+
+struct Job {
+    path: String,
+    size: u64,
+}
+
+/// How a directory's files are being opened.
+#[derive(Default)]
+struct Order {
+    /// The furthest name opened (in name order).
+    last: String,
+    /// Opens in a row that were near the previous one.
+    streak: u32,
+    /// The furthest name queued for fetching ahead.
+    frontier: String,
+}
+
+struct Fetched {
+    slot: Slot,
+    /// The listing's size and mtime when queued, and the cache generation then: all must
+    /// still hold when the content is taken.
+    size: u64,
+    mtime: Option<SystemTime>,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct State {
+    dirs: Option<LruCache<String, Order>>,
+    files: HashMap<String, Fetched>,
+    queue: VecDeque<Job>,
+    /// Bytes of the `Ready` and `Fetching` slots.
+    bytes: u64,
+    threads: usize,
+}
+
+struct Inner {
+    remote: Arc<dyn Remote>,
+    state: Mutex<State>,
+    done: Condvar,
+    /// Parallel downloads at most (and files fetched ahead is twice that).
+    threads: usize,
+    max_age: Duration,
+    /// Files whose content was taken from here.
+    served: AtomicU64,
+}
+
+/// The fetch-ahead of small sibling files; cheap to clone.
+#[derive(Clone)]
+pub struct Siblings {
+    inner: Arc<Inner>,
+}
+
+/// How many names lie between `a` and `b` in `listing` (both excluded, capped past NEAR).
+fn distance(listing: &Listing, a: &str, b: &str) -> usize {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    listing
+        .range::<str, _>((Bound::Excluded(lo), Bound::Excluded(hi)))
+        .take(NEAR + 1)
+        .count()
+}
+
+impl Siblings {
+    /// Fetches ahead with up to `threads` parallel downloads; content lives `max_age`.
+    pub fn new(remote: Arc<dyn Remote>, threads: usize, max_age: Duration) -> Self {
+        Siblings {
+            inner: Arc::new(Inner {
+                remote,
+                state: Mutex::new(State::default()),
+                done: Condvar::new(),
+                threads,
+                max_age,
+                served: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.inner.threads > 0 && !self.inner.max_age.is_zero()
+    }
+
+    /// `name` in `dir` (whose cached listing is `listing`) was opened for reading. When
+    /// opens follow the name order, the small files after it are queued.
+    pub fn opened(&self, dir: &str, name: &str, listing: &Listing, generation: u64) {
+        if !self.enabled() {
+            return;
+        }
+        let inner = &self.inner;
+        let mut st = inner.state.lock();
+        let st = &mut *st;
+        sweep(st, inner.max_age);
+        let dirs = st.dirs.get_or_insert_with(|| {
+            LruCache::new(NonZeroUsize::new(DIRS).unwrap_or(NonZeroUsize::MIN))
+        });
+        let order = dirs.get_or_insert_mut(dir.to_string(), Order::default);
+        if order.last.is_empty() || distance(listing, &order.last, name) > NEAR {
+            order.streak = 0;
+            order.last = name.to_string();
+            order.frontier = name.to_string();
+            return;
+        }
+        if name == order.last {
+            return;
+        }
+        order.streak += 1;
+        if name > order.last.as_str() {
+            order.last = name.to_string();
+        }
+        if order.streak < STREAK {
+            return;
+        }
+        let depth = 2 * inner.threads;
+        let from = order.frontier.as_str().max(order.last.as_str()).to_string();
+        let ahead = listing
+            .range::<str, _>((Bound::Excluded(order.last.as_str()), Bound::Unbounded))
+            .filter(|(_, e)| e.kind == EntryKind::File)
+            .take(depth);
+        let mut frontier = None;
+        for (child, entry) in ahead {
+            if child.as_str() <= from.as_str() {
+                continue;
+            }
+            if st.bytes + entry.size > BUDGET || st.files.len() >= MAX_SLOTS {
+                break;
+            }
+            frontier = Some(child.clone());
+            let path = format!("{}/{child}", dir.trim_end_matches('/'));
+            if entry.size > MAX_FILE || st.files.contains_key(&path) {
+                continue;
+            }
+            st.bytes += entry.size;
+            st.files.insert(
+                path.clone(),
+                Fetched {
+                    slot: Slot::Fetching,
+                    size: entry.size,
+                    mtime: entry.mtime,
+                    generation,
+                },
+            );
+            st.queue.push_back(Job {
+                path,
+                size: entry.size,
+            });
+        }
+        if let Some(frontier) = frontier {
+            order.frontier = frontier;
+        }
+        while st.threads < inner.threads && st.threads < st.queue.len() {
+            st.threads += 1;
+            let inner = Arc::clone(&self.inner);
+            let spawned = std::thread::Builder::new()
+                .name("ftpfs-siblings".into())
+                .spawn(move || fetch_jobs(&inner));
+            if spawned.is_err() {
+                st.threads -= 1;
+                break;
+            }
+        }
+    }
+
+    /// The whole content of `path` if it was fetched ahead and the cached listing still
+    /// describes it as then (`size`, `mtime`), with no local change since (`generation`).
+    /// Waits for a download under way. Otherwise the caller reads the file itself, and
+    /// it is not fetched ahead any more.
+    pub fn take(
+        &self,
+        path: &str,
+        size: u64,
+        mtime: Option<SystemTime>,
+        generation: u64,
+        wait_max: Duration,
+    ) -> Option<Vec<u8>> {
+        if !self.enabled() {
+            return None;
+        }
+        let inner = &self.inner;
+        let deadline = Instant::now() + wait_max;
+        let mut st = inner.state.lock();
+        while st
+            .files
+            .get(path)
+            .is_some_and(|f| matches!(f.slot, Slot::Fetching))
+        {
+            if inner.done.wait_until(&mut st, deadline).timed_out() {
+                return None;
+            }
+        }
+        let passed = Fetched {
+            slot: Slot::Passed { at: Instant::now() },
+            size,
+            mtime,
+            generation,
+        };
+        let taken = match st.files.insert(path.to_string(), passed) {
+            Some(Fetched {
+                slot: Slot::Ready { data, at },
+                size: was_size,
+                mtime: was_mtime,
+                generation: was_generation,
+            }) => {
+                st.bytes -= was_size;
+                let current = was_size == size
+                    && was_mtime == mtime
+                    && was_generation == generation
+                    && at.elapsed() < inner.max_age;
+                current.then_some(data)
+            }
+            _ => None,
+        };
+        if taken.is_some() {
+            inner.served.fetch_add(1, Ordering::Relaxed);
+            debug!("{path}: content fetched ahead");
+        }
+        taken
+    }
+
+    /// How many files were served from content fetched ahead.
+    pub fn served(&self) -> u64 {
+        self.inner.served.load(Ordering::Relaxed)
+    }
+}
+
+/// Forgets content older than `max_age` and files passed over that long ago.
+fn sweep(st: &mut State, max_age: Duration) {
+    let mut freed = 0;
+    st.files.retain(|_, f| match f.slot {
+        Slot::Fetching => true,
+        Slot::Ready { at, .. } => {
+            let keep = at.elapsed() < max_age;
+            if !keep {
+                freed += f.size;
+            }
+            keep
+        }
+        Slot::Passed { at } => at.elapsed() < max_age,
+    });
+    st.bytes -= freed;
+}
+
+/// A download thread: takes queued files until none is left.
+fn fetch_jobs(inner: &Inner) {
+    loop {
+        let job = {
+            let mut st = inner.state.lock();
+            match st.queue.pop_front() {
+                Some(job) => job,
+                None => {
+                    st.threads -= 1;
+                    return;
+                }
+            }
+        };
+        let data = download(inner.remote.as_ref(), &job);
+        let mut st = inner.state.lock();
+        let st = &mut *st;
+        if let Some(f) = st.files.get_mut(&job.path)
+            && matches!(f.slot, Slot::Fetching)
+        {
+            f.slot = match data {
+                Some(data) => Slot::Ready {
+                    data,
+                    at: Instant::now(),
+                },
+                None => {
+                    st.bytes -= f.size;
+                    Slot::Passed { at: Instant::now() }
+                }
+            };
+        }
+        inner.done.notify_all();
+    }
+}
+
+/// The whole file, if it has exactly the listed size (anything else means it changed and
+/// its own reader will find out).
+fn download(remote: &dyn Remote, job: &Job) -> Option<Vec<u8>> {
+    let mut stream = match remote.open_read(&job.path, 0) {
+        Ok(s) => s,
+        Err(e) => {
+            debug!("{}: fetching ahead failed: {e}", job.path);
+            return None;
+        }
+    };
+    let mut data = Vec::with_capacity(job.size as usize);
+    let mut piece = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut piece) {
+            Ok(0) => break,
+            Ok(n) if (data.len() + n) as u64 <= job.size => data.extend_from_slice(&piece[..n]),
+            Ok(_) => {
+                debug!("{}: larger than listed; not fetched ahead", job.path);
+                return None;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                debug!("{}: fetching ahead failed: {e}", job.path);
+                return None;
+            }
+        }
+    }
+    if let Err(e) = stream.close() {
+        debug!("{}: closing a download fetched ahead: {e}", job.path);
+    }
+    (data.len() as u64 == job.size).then_some(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::Filesystem;
+    use crate::fs::{FsOptions, Ino, ROOT_INO};
+    use crate::remote::memory::MemoryRemote;
+    use std::ffi::OsStr;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn content(i: usize, len: usize) -> Vec<u8> {
+        (0..len).map(|j| (i * 7 + j * 13) as u8).collect()
+    }
+
+    /// A filesystem over `/d/f00`, `/d/f01`... (`sizes[i]` bytes each), fetching ahead
+    /// with `threads` downloads.
+    fn setup(sizes: &[usize], threads: usize) -> (MemoryRemote, Filesystem) {
+        let m = MemoryRemote::new();
+        m.mkdir_all("/d");
+        for (i, &len) in sizes.iter().enumerate() {
+            m.put_file(&format!("/d/f{i:02}"), &content(i, len));
+        }
+        let opts = FsOptions {
+            cache_timeout: Duration::from_secs(60),
+            fetch_ahead: threads,
+            ..FsOptions::default()
+        };
+        let fs = Filesystem::new(Arc::new(m.clone()), opts);
+        (m, fs)
+    }
+
+    fn ino_of(fs: &Filesystem, i: usize) -> Ino {
+        let dir = fs.lookup(ROOT_INO, OsStr::new("d")).unwrap().ino;
+        fs.lookup(dir, OsStr::new(&format!("f{i:02}"))).unwrap().ino
+    }
+
+    fn read_whole(fs: &Filesystem, i: usize) -> Vec<u8> {
+        let ino = ino_of(fs, i);
+        let h = fs.open(ino, libc::O_RDONLY).unwrap();
+        let mut out = Vec::new();
+        loop {
+            let chunk = fs.read(ino, h.fh, out.len() as u64, 65536).unwrap();
+            let done = chunk.len() < 65536;
+            out.extend_from_slice(&chunk);
+            if done {
+                break;
+            }
+        }
+        fs.release(ino, h.fh).unwrap();
+        out
+    }
+
+    #[test]
+    fn files_read_in_name_order_are_fetched_ahead_once_each() {
+        let (m, fs) = setup(&[4096; 20], 4);
+        for i in 0..20 {
+            assert_eq!(read_whole(&fs, i), content(i, 4096), "f{i:02}");
+        }
+        // The third open in a row starts it: every later file comes from here.
+        assert_eq!(fs.siblings.served(), 17);
+        assert_eq!(m.open_read_calls(), 20, "each file downloaded once");
+    }
+
+    #[test]
+    fn big_files_are_left_to_their_reader() {
+        let mut sizes = vec![1000; 8];
+        sizes[5] = MAX_FILE as usize + 1;
+        let (m, fs) = setup(&sizes, 2);
+        for (i, &len) in sizes.iter().enumerate() {
+            assert_eq!(read_whole(&fs, i), content(i, len), "f{i:02}");
+        }
+        assert_eq!(fs.siblings.served(), 4, "f03, f04, f06, f07");
+        assert_eq!(m.open_read_calls(), 8);
+    }
+
+    #[test]
+    fn files_opened_out_of_order_are_not_fetched_ahead() {
+        let (m, fs) = setup(&[100; 60], 4);
+        for i in [0, 30, 5, 50, 12, 40, 20] {
+            assert_eq!(read_whole(&fs, i), content(i, 100), "f{i:02}");
+        }
+        assert_eq!(fs.siblings.served(), 0);
+        assert_eq!(m.open_read_calls(), 7, "nothing downloaded in vain");
+    }
+
+    #[test]
+    fn a_file_we_changed_after_it_was_fetched_reads_as_changed() {
+        let (_m, fs) = setup(&[4096; 10], 4);
+        for i in 0..3 {
+            read_whole(&fs, i);
+        }
+        // f03..f09 are being fetched ahead; now f05 is rewritten through the mount.
+        let ino = ino_of(&fs, 5);
+        let h = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC).unwrap();
+        fs.write(ino, h.fh, 0, b"new content").unwrap();
+        fs.release(ino, h.fh).unwrap();
+        for i in 3..10 {
+            let want = if i == 5 {
+                b"new content".to_vec()
+            } else {
+                content(i, 4096)
+            };
+            assert_eq!(read_whole(&fs, i), want, "f{i:02}");
+        }
+    }
+
+    #[test]
+    fn content_is_served_only_while_the_listing_still_describes_it() {
+        let m = MemoryRemote::new();
+        m.mkdir_all("/d");
+        let mut listing = Listing::new();
+        for i in 0..6 {
+            let name = format!("f{i:02}");
+            m.put_file(&format!("/d/{name}"), &content(i, 50));
+            listing.insert(name.clone(), m.stat(&format!("/d/{name}")).unwrap());
+        }
+        let sib = Siblings::new(Arc::new(m.clone()), 2, Duration::from_secs(60));
+        for name in ["f00", "f01", "f02"] {
+            sib.opened("/d", name, &listing, 7);
+        }
+        let e3 = &listing["f03"];
+        let e4 = &listing["f04"];
+        let e5 = &listing["f05"];
+        assert_eq!(
+            sib.take("/d/f03", e3.size + 1, e3.mtime, 7, WAIT),
+            None,
+            "size"
+        );
+        assert_eq!(
+            sib.take("/d/f04", e4.size, e4.mtime, 8, WAIT),
+            None,
+            "generation"
+        );
+        assert_eq!(
+            sib.take("/d/f05", e5.size, e5.mtime, 7, WAIT),
+            Some(content(5, 50))
+        );
+        assert_eq!(
+            sib.take("/d/f05", e5.size, e5.mtime, 7, WAIT),
+            None,
+            "taken once"
+        );
+    }
+
+    #[test]
+    fn nothing_is_fetched_when_off() {
+        let (m, fs) = setup(&[100; 10], 0);
+        for i in 0..10 {
+            read_whole(&fs, i);
+        }
+        assert_eq!(fs.siblings.served(), 0);
+        assert_eq!(m.open_read_calls(), 10);
+    }
+}
