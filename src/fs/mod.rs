@@ -701,19 +701,31 @@ impl Filesystem {
         {
             return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
         }
-        let pending = self.discard_writes(&path);
-        match self.remote.delete(&path) {
-            Ok(()) => {
-                self.forget_path(&path);
-                Ok(())
+        // The file's content stays locked from dropping its pending writes until its name is
+        // forgotten, so every upload (e.g. the FLUSH or RELEASE of a handle opened with O_TRUNC
+        // meanwhile) either lands before the DELE or finds no path afterwards. Unlocked, one
+        // could read the name before it was forgotten and store it after the DELE, bringing the
+        // file back once unlink() had returned. Acquired rather than looked up, so that a
+        // handle opened while the DELE runs shares, and waits for, this lock too.
+        let of = self.handles.acquire(self.inodes.ino_of(&path));
+        let result = {
+            let mut content = of.content.lock();
+            let pending = discard_pending(&of, &mut content);
+            match self.remote.delete(&path) {
+                Ok(()) => {
+                    self.forget_path(&path);
+                    Ok(())
+                }
+                Err(e) if e.kind == RemoteErrorKind::NotFound => {
+                    self.forget_path(&path);
+                    // A file created here but never uploaded exists only locally.
+                    if pending { Ok(()) } else { Err(e.into()) }
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) if e.kind == RemoteErrorKind::NotFound => {
-                self.forget_path(&path);
-                // A file created here but never uploaded exists only locally.
-                if pending { Ok(()) } else { Err(e.into()) }
-            }
-            Err(e) => Err(e.into()),
-        }
+        };
+        self.handles.release(&of);
+        result
     }
 
     /// Removes an empty directory (ENOTEMPTY otherwise).
