@@ -1816,3 +1816,40 @@ fn upload_during_unlink_does_not_bring_the_name_back() {
     assert!(!m.exists("/f"));
     assert_eq!(fs.lookup(ROOT_INO, n("f")).unwrap_err().errno, libc::ENOENT);
 }
+
+/// `truncate -s 4 d/f` while `mv d e`, with d/f open (here read-only): the truncation's
+/// upload read the path d/f while the rename of d was under way and stored it after the
+/// RNFR/RNTO, into a directory that no longer existed, so truncate() failed and e/f kept its
+/// old content.
+#[test]
+fn upload_during_directory_rename_goes_to_the_new_path() {
+    let m = MemoryRemote::new();
+    m.put_file("/d/f", b"0123456789");
+    let held = Arc::new(HeldRemote::new(m.clone()));
+    let fs = Arc::new(Filesystem::new(held.clone(), opts()));
+    let d = fs.lookup(ROOT_INO, n("d")).unwrap();
+    let f = fs.lookup(d.ino, n("f")).unwrap();
+    let h = fs.open(f.ino, libc::O_RDONLY).unwrap();
+
+    let (rename, truncate) = upload_during(
+        &fs,
+        &held,
+        f.ino,
+        Op::Rename,
+        |fs| fs.rename(ROOT_INO, n("d"), ROOT_INO, n("e"), 0),
+        move |fs| {
+            let changes = SetAttr {
+                size: Some(4),
+                ..SetAttr::default()
+            };
+            fs.setattr(f.ino, changes)
+        },
+    );
+    rename.unwrap();
+    assert_eq!(truncate.unwrap().size, 4);
+
+    assert_eq!(m.file("/e/f").unwrap(), b"0123");
+    assert!(!m.exists("/d"));
+    assert_eq!(fs.getattr(f.ino).unwrap().size, 4);
+    fs.release(f.ino, h.fh).unwrap();
+}
