@@ -22,6 +22,13 @@ pub struct OpenFile {
     /// The inode this state belongs to.
     pub ino: Ino,
     /// The content and how it reaches the server. Held across remote calls (per file only).
+    ///
+    /// Lock order: a request that needs the content of several files locks them in inode
+    /// order (`lock_in_order` in the parent module), and no content lock is taken while any
+    /// other lock is held. Under it a request may take the inode table, the cache (with its
+    /// per-directory lock across a LIST), the handle table, the `opened` map, `overlay` and the
+    /// `pending_*` fields; those are never held while waiting for a content lock, or two
+    /// requests could each hold what the other waits for.
     pub content: Mutex<Content>,
     /// Local (size, mtime) while changes are pending; read by getattr without waiting for
     /// `content`, which an upload may hold for long.

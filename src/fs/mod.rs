@@ -257,24 +257,24 @@ fn discard_pending(of: &OpenFile, content: &mut Content) -> bool {
     pending
 }
 
-/// Locks the content of two different open files (either may be absent) in inode order, so
-/// two requests that need both can never each hold one and wait for the other.
-fn lock_in_order<'a>(
-    a: Option<&'a OpenFile>,
-    b: Option<&'a OpenFile>,
-) -> (
-    Option<MutexGuard<'a, Content>>,
-    Option<MutexGuard<'a, Content>>,
-) {
-    match (a, b) {
+/// Locks the content of each open file in `files` (any may be absent) in inode order, so two
+/// requests that need several can never each hold one and wait for another. The guards come
+/// back in the order of `files`.
+fn lock_in_order<'a>(files: &[Option<&'a OpenFile>]) -> Vec<Option<MutexGuard<'a, Content>>> {
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by_key(|&i| files[i].map(|of| of.ino));
+    let mut guards: Vec<_> = files.iter().map(|_| None).collect();
+    let mut last = None;
+    for i in order {
         // One inode under two names cannot happen (no hard links), but must not deadlock.
-        (Some(a), Some(b)) if std::ptr::eq(a, b) => (Some(a.content.lock()), None),
-        (Some(a), Some(b)) if b.ino < a.ino => {
-            let b = b.content.lock();
-            (Some(a.content.lock()), Some(b))
+        if let Some(of) = files[i]
+            && last != Some(of.ino)
+        {
+            last = Some(of.ino);
+            guards[i] = Some(of.content.lock());
         }
-        _ => (a.map(|a| a.content.lock()), b.map(|b| b.content.lock())),
     }
+    guards
 }
 
 impl Filesystem {
@@ -712,19 +712,31 @@ impl Filesystem {
         {
             return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
         }
-        let pending = self.discard_writes(&path);
-        match self.remote.delete(&path) {
-            Ok(()) => {
-                self.forget_path(&path);
-                Ok(())
+        // The file's content stays locked from dropping its pending writes until its name is
+        // forgotten, so every upload (e.g. the FLUSH or RELEASE of a handle opened with O_TRUNC
+        // meanwhile) either lands before the DELE or finds no path afterwards. Unlocked, one
+        // could read the name before it was forgotten and store it after the DELE, bringing the
+        // file back once unlink() had returned. Acquired rather than looked up, so that a
+        // handle opened while the DELE runs shares, and waits for, this lock too.
+        let of = self.handles.acquire(self.inodes.ino_of(&path));
+        let result = {
+            let mut content = of.content.lock();
+            let pending = discard_pending(&of, &mut content);
+            match self.remote.delete(&path) {
+                Ok(()) => {
+                    self.forget_path(&path);
+                    Ok(())
+                }
+                Err(e) if e.kind == RemoteErrorKind::NotFound => {
+                    self.forget_path(&path);
+                    // A file created here but never uploaded exists only locally.
+                    if pending { Ok(()) } else { Err(e.into()) }
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) if e.kind == RemoteErrorKind::NotFound => {
-                self.forget_path(&path);
-                // A file created here but never uploaded exists only locally.
-                if pending { Ok(()) } else { Err(e.into()) }
-            }
-            Err(e) => Err(e.into()),
-        }
+        };
+        self.handles.release(&of);
+        result
     }
 
     /// Removes an empty directory (ENOTEMPTY otherwise).
@@ -777,18 +789,32 @@ impl Filesystem {
         if flags & libc::RENAME_NOREPLACE != 0 && target.is_some() {
             return Err(FsError::new(libc::EEXIST, format!("{to} exists")));
         }
-        if src.kind == EntryKind::Dir && self.commit_below(&from)? {
-            src = self.entry(&from)?;
-        }
         // The content of the file that moves, and of the one it replaces, stays locked from
         // here to the end: no upload can land in between (any handle may upload, even a
         // RELEASE the kernel sent long before), neither to a name that is changing hands nor
         // after `src` was taken. Such an upload used to leave `src` describing the content
         // before it, and fstat of the renamed file showed the old size (#5).
+        // A directory moves the files open below it: theirs stay locked too, or an upload
+        // could read a path under the old name and store it after the RNTO, into a directory
+        // that is gone.
         let moving = self.open_file(&from);
         let replaced = self.open_file(&to);
-        let (mut moving_content, mut replaced_content) =
-            lock_in_order(moving.as_deref(), replaced.as_deref());
+        let below = if src.kind == EntryKind::Dir {
+            self.open_below(&from)
+        } else {
+            Vec::new()
+        };
+        let files: Vec<Option<&OpenFile>> = [moving.as_deref(), replaced.as_deref()]
+            .into_iter()
+            .chain(below.iter().map(|of| Some(&**of)))
+            .collect();
+        let mut locked = lock_in_order(&files).into_iter();
+        let mut moving_content = locked.next().flatten();
+        let mut replaced_content = locked.next().flatten();
+        let mut below_content: Vec<_> = locked.collect();
+        if self.commit_below(&below, &mut below_content)? {
+            src = self.entry(&from)?;
+        }
         if let (Some(of), Some(content)) = (moving.as_deref(), moving_content.as_deref_mut()) {
             src = self.settle(of, content, &from, src)?;
         }
@@ -809,18 +835,34 @@ impl Filesystem {
         Ok(())
     }
 
-    /// Uploads pending content of every open file below `dir`, so renaming the directory
-    /// moves complete files on every server; returns whether any had some.
-    fn commit_below(&self, dir: &str) -> FsResult<bool> {
+    /// The open files below the directory `dir`.
+    fn open_below(&self, dir: &str) -> Vec<Arc<OpenFile>> {
         let prefix = format!("{dir}/");
+        self.handles
+            .open_files()
+            .into_iter()
+            .filter(|of| {
+                self.inodes
+                    .path(of.ino)
+                    .is_some_and(|p| p.starts_with(&prefix))
+            })
+            .collect()
+    }
+
+    /// Uploads pending content of the open files `below` a directory, whose locked contents
+    /// are `contents` (in the same order), so renaming the directory moves complete files on
+    /// every server; returns whether any had some.
+    fn commit_below(
+        &self,
+        below: &[Arc<OpenFile>],
+        contents: &mut [Option<MutexGuard<'_, Content>>],
+    ) -> FsResult<bool> {
         let mut committed = false;
-        for of in self.handles.open_files() {
-            let below = self
-                .inodes
-                .path(of.ino)
-                .is_some_and(|p| p.starts_with(&prefix));
-            if below && of.content.lock().is_dirty() {
-                self.commit(&of).map_err(close_error)?;
+        for (of, content) in below.iter().zip(contents) {
+            if let Some(content) = content
+                && content.is_dirty()
+            {
+                self.commit_locked(of, content).map_err(close_error)?;
                 committed = true;
             }
         }

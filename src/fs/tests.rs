@@ -1744,3 +1744,112 @@ fn upload_during_rename_does_not_leave_the_old_size() {
     assert_eq!(fs.lookup(ROOT_INO, n("g")).unwrap().size, 16);
     fs.release(f.ino, h.fh).unwrap();
 }
+
+/// Forces an upload into the middle of another request: `request` runs until its call of
+/// `op` and is held there; then `upload` (a request that uploads the open file `ino`) starts,
+/// and its STOR is held until `request` has finished. In that order such an upload read a path
+/// the request was changing, and stored it afterwards. A request that holds the file's content
+/// lock makes the upload wait its turn instead; a thread blocked on a lock gives no signal, so
+/// then this spins until the upload has joined the file (one more user), on that state and not
+/// on time. Returns both results.
+fn upload_during<R: Send + 'static, U: Send + 'static>(
+    fs: &Arc<Filesystem>,
+    held: &HeldRemote,
+    ino: Ino,
+    op: Op,
+    request: impl FnOnce(&Filesystem) -> R + Send + 'static,
+    upload: impl FnOnce(&Filesystem) -> U + Send + 'static,
+) -> (R, U) {
+    held.hold(op);
+    let request = {
+        let fs = fs.clone();
+        std::thread::spawn(move || request(&fs))
+    };
+    held.wait_held(op);
+    let locked = fs.handles.find(ino).filter(|of| of.content.is_locked());
+    let users = locked.as_ref().map_or(0, |of| of.users());
+    held.hold(Op::OpenWrite);
+    let upload = {
+        let fs = fs.clone();
+        std::thread::spawn(move || upload(&fs))
+    };
+    match &locked {
+        Some(of) => {
+            while of.users() == users {
+                std::thread::yield_now();
+            }
+        }
+        None => held.wait_held(Op::OpenWrite),
+    }
+    held.release(op);
+    let request = request.join().unwrap();
+    held.release(Op::OpenWrite);
+    (request, upload.join().unwrap())
+}
+
+/// `: > f` (open with O_TRUNC, close) racing `rm f`: the truncating open comes while the
+/// unlink is under way, and its RELEASE uploads the empty file it is due. That upload read
+/// the name before the unlink forgot it and stored it after the DELE, so the file was back on
+/// the server after unlink() returned.
+#[test]
+fn upload_during_unlink_does_not_bring_the_name_back() {
+    let m = MemoryRemote::new();
+    m.put_file("/f", b"0123456789");
+    let held = Arc::new(HeldRemote::new(m.clone()));
+    let fs = Arc::new(Filesystem::new(held.clone(), opts()));
+    let f = fs.lookup(ROOT_INO, n("f")).unwrap();
+
+    let (unlink, truncate) = upload_during(
+        &fs,
+        &held,
+        f.ino,
+        Op::Delete,
+        |fs| fs.unlink(ROOT_INO, n("f")),
+        move |fs| {
+            let h = fs.open(f.ino, libc::O_WRONLY | libc::O_TRUNC)?;
+            fs.release(f.ino, h.fh)
+        },
+    );
+    unlink.unwrap();
+    truncate.unwrap();
+
+    assert!(!m.exists("/f"));
+    assert_eq!(fs.lookup(ROOT_INO, n("f")).unwrap_err().errno, libc::ENOENT);
+}
+
+/// `truncate -s 4 d/f` while `mv d e`, with d/f open (here read-only): the truncation's
+/// upload read the path d/f while the rename of d was under way and stored it after the
+/// RNFR/RNTO, into a directory that no longer existed, so truncate() failed and e/f kept its
+/// old content.
+#[test]
+fn upload_during_directory_rename_goes_to_the_new_path() {
+    let m = MemoryRemote::new();
+    m.put_file("/d/f", b"0123456789");
+    let held = Arc::new(HeldRemote::new(m.clone()));
+    let fs = Arc::new(Filesystem::new(held.clone(), opts()));
+    let d = fs.lookup(ROOT_INO, n("d")).unwrap();
+    let f = fs.lookup(d.ino, n("f")).unwrap();
+    let h = fs.open(f.ino, libc::O_RDONLY).unwrap();
+
+    let (rename, truncate) = upload_during(
+        &fs,
+        &held,
+        f.ino,
+        Op::Rename,
+        |fs| fs.rename(ROOT_INO, n("d"), ROOT_INO, n("e"), 0),
+        move |fs| {
+            let changes = SetAttr {
+                size: Some(4),
+                ..SetAttr::default()
+            };
+            fs.setattr(f.ino, changes)
+        },
+    );
+    rename.unwrap();
+    assert_eq!(truncate.unwrap().size, 4);
+
+    assert_eq!(m.file("/e/f").unwrap(), b"0123");
+    assert!(!m.exists("/d"));
+    assert_eq!(fs.getattr(f.ino).unwrap().size, 4);
+    fs.release(f.ino, h.fh).unwrap();
+}
