@@ -784,7 +784,7 @@ impl Filesystem {
         if to.starts_with(&format!("{from}/")) {
             return Err(FsError::invalid("cannot move a directory into itself"));
         }
-        let mut src = self.entry(&from)?;
+        let src = self.entry(&from)?;
         let target = self.entry(&to).ok();
         if flags & libc::RENAME_NOREPLACE != 0 && target.is_some() {
             return Err(FsError::new(libc::EEXIST, format!("{to} exists")));
@@ -797,14 +797,44 @@ impl Filesystem {
         // A directory moves the files open below it: theirs stay locked too, or an upload
         // could read a path under the old name and store it after the RNTO, into a directory
         // that is gone.
-        let moving = self.open_file(&from);
-        let replaced = self.open_file(&to);
+        // Acquired rather than looked up (as in unlink): a handle opened while the rename
+        // runs shares these locks, so its upload waits and then finds the new name.
+        let acquire = |path: &str| self.handles.acquire(self.inodes.ino_of(path));
+        let moving = (src.kind != EntryKind::Dir).then(|| acquire(&from));
+        let replaced = target
+            .as_ref()
+            .filter(|t| t.kind != EntryKind::Dir)
+            .map(|_| acquire(&to));
+        let result = self.rename_acquired(
+            &from,
+            &to,
+            src,
+            target,
+            moving.as_deref(),
+            replaced.as_deref(),
+        );
+        for of in moving.iter().chain(replaced.iter()) {
+            self.handles.release(of);
+        }
+        result
+    }
+
+    /// `rename` once the files that move and are replaced are acquired.
+    fn rename_acquired(
+        &self,
+        from: &str,
+        to: &str,
+        mut src: Entry,
+        target: Option<Entry>,
+        moving: Option<&OpenFile>,
+        replaced: Option<&OpenFile>,
+    ) -> FsResult<()> {
         let below = if src.kind == EntryKind::Dir {
-            self.open_below(&from)
+            self.open_below(from)
         } else {
             Vec::new()
         };
-        let files: Vec<Option<&OpenFile>> = [moving.as_deref(), replaced.as_deref()]
+        let files: Vec<Option<&OpenFile>> = [moving, replaced]
             .into_iter()
             .chain(below.iter().map(|of| Some(&**of)))
             .collect();
@@ -813,25 +843,25 @@ impl Filesystem {
         let mut replaced_content = locked.next().flatten();
         let mut below_content: Vec<_> = locked.collect();
         if self.commit_below(&below, &mut below_content)? {
-            src = self.entry(&from)?;
+            src = self.entry(from)?;
         }
-        if let (Some(of), Some(content)) = (moving.as_deref(), moving_content.as_deref_mut()) {
-            src = self.settle(of, content, &from, src)?;
+        if let (Some(of), Some(content)) = (moving, moving_content.as_deref_mut()) {
+            src = self.settle(of, content, from, src)?;
         }
-        self.remote_rename(&from, &to, &src, target.as_ref())?;
-        if let (Some(of), Some(content)) = (replaced.as_deref(), replaced_content.as_deref_mut()) {
+        self.remote_rename(from, to, &src, target.as_ref())?;
+        if let (Some(of), Some(content)) = (replaced, replaced_content.as_deref_mut()) {
             discard_pending(of, content);
         }
         if target.is_some() {
-            self.forget_path(&to);
+            self.forget_path(to);
         }
-        self.remove_entry(&from);
-        self.insert_entry(&to, src.clone());
+        self.remove_entry(from);
+        self.insert_entry(to, src.clone());
         if src.kind == EntryKind::Dir {
-            self.cache.invalidate_tree(&from);
-            self.cache.invalidate_tree(&to);
+            self.cache.invalidate_tree(from);
+            self.cache.invalidate_tree(to);
         }
-        self.inodes.rename(&from, &to);
+        self.inodes.rename(from, to);
         Ok(())
     }
 

@@ -40,7 +40,7 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Reads a whole file through a fresh read-only handle.
-fn read_all(fs: &Filesystem, ino: Ino) -> Vec<u8> {
+pub(super) fn read_all(fs: &Filesystem, ino: Ino) -> Vec<u8> {
     let h = fs.open(ino, libc::O_RDONLY).unwrap();
     let mut out = Vec::new();
     loop {
@@ -1852,4 +1852,34 @@ fn upload_during_directory_rename_goes_to_the_new_path() {
     assert!(!m.exists("/d"));
     assert_eq!(fs.getattr(f.ino).unwrap().size, 4);
     fs.release(f.ino, h.fh).unwrap();
+}
+
+/// `: > f` racing `mv f g`, with f not open before: the truncating open comes while the
+/// RNFR/RNTO is under way. Its RELEASE uploads the empty file it is due, and must store it
+/// under the name the file has then, never bringing `f` back.
+#[test]
+fn upload_during_rename_of_an_unopened_file_does_not_recreate_the_old_name() {
+    let m = MemoryRemote::new();
+    m.put_file("/f", b"0123456789");
+    let held = Arc::new(HeldRemote::new(m.clone()));
+    let fs = Arc::new(Filesystem::new(held.clone(), opts()));
+    let f = fs.lookup(ROOT_INO, n("f")).unwrap();
+
+    let (rename, truncate) = upload_during(
+        &fs,
+        &held,
+        f.ino,
+        Op::Rename,
+        |fs| fs.rename(ROOT_INO, n("f"), ROOT_INO, n("g"), 0),
+        move |fs| {
+            let h = fs.open(f.ino, libc::O_WRONLY | libc::O_TRUNC)?;
+            fs.release(f.ino, h.fh)
+        },
+    );
+    rename.unwrap();
+    truncate.unwrap();
+
+    assert!(!m.exists("/f"), "the old name came back");
+    assert_eq!(m.file("/g").unwrap(), b"");
+    assert_eq!(fs.lookup(ROOT_INO, n("g")).unwrap().size, 0);
 }
