@@ -49,8 +49,8 @@
 #   the same directory (minus connect, see curl_t); curl -X MLSD is timed too (in the CSV and
 #   an extra "vs MLSD" row: ftpfs lists with MLSD, which proftpd serves ~1.7x slower than LIST). ls-warm: the same `ls -l` again right away; local: `ls
 #   -l` of the server's own directory.
-# - small-seq / small-p8: `xargs -n1 [-P8] md5sum` over the files (one process per file, like
-#   `cat` one after another, and the sums check the data); curl: one curl process fetching all
+# - small-seq / small-p8: `xargs -n1 [-P8] md5sum` over the files in name order (one process
+#   per file, like `cat *` one after another, and the sums check the data); curl: one curl process fetching all
 #   URLs over one connection (-K config), and with -Z --parallel-max 8 (first repetition only:
 #   a reference, not a target; curl 7.88 stalls ~1 s on about 5% of its EPSV data connections
 #   here, so its small-file rate is low).
@@ -413,7 +413,8 @@ fig_ls() {  # $1 = figure suffix ("" or @rttN)
 fig_small() {  # $1 = suffix, $2 = number of files
     local sfx=$1 n=$2 rep t0 t1 st par figure
     log "small$sfx: $n files of $SMALL_SIZE bytes, one after another and xargs -P8, fresh mount"
-    head -n "$n" "$ROOT/.small.md5" | sort > "$TMP/small.want"
+    # In name order, as `cat *`, `cp -r` and `xargs` over `ls` read them.
+    head -n "$n" "$ROOT/.small.md5" | sort -k2 > "$TMP/small.want"
     awk '{ print $2 }' "$TMP/small.want" > "$TMP/small.list"
     for rep in $(seq 1 "$REPS"); do
         for par in 1 8; do
@@ -427,11 +428,11 @@ fig_small() {  # $1 = suffix, $2 = number of files
                     while read -r f; do printf 'url = "%s"\noutput = "%s"\n' "$(url "small/$f")" "$TMP/cs/$f"; done < "$TMP/small.list" > "$TMP/curl.cfg"
                     local zopt=(); [ $par = 8 ] && zopt=(-Z --parallel-max 8)
                     t0=$(now); curl_t "${zopt[@]}" -K "$TMP/curl.cfg"; t1=$(now)
-                    (cd "$TMP/cs" && md5sum -- $(cat "$TMP/small.list")) 2>/dev/null | sort > "$TMP/small.got"
+                    (cd "$TMP/cs" && md5sum -- $(cat "$TMP/small.list")) 2>/dev/null | sort -k2 > "$TMP/small.got"
                 else
                     mount_tool "$tool" || { record "$figure" "$tool" "$rep" 0 "$n" files FAIL; continue; }
                     t0=$(now)
-                    (cd "$MNT/small" && timeout 600 xargs -d '\n' -n1 -P$par md5sum < "$TMP/small.list") 2>>"$LOGF" | sort > "$TMP/small.got"
+                    (cd "$MNT/small" && timeout 600 xargs -d '\n' -n1 -P$par md5sum < "$TMP/small.list") 2>>"$LOGF" | sort -k2 > "$TMP/small.got"
                     t1=$(now)
                     umount_tool "$figure"
                 fi

@@ -67,6 +67,9 @@ pub struct MountConfig {
     pub active: bool,
     /// `connections=N`: control connections in the pool (1..=64, default 8).
     pub connections: usize,
+    /// `fetch_ahead=N`: parallel downloads of small files fetched ahead of a program that
+    /// reads a directory's files in order (0 = off; default: `connections`).
+    pub fetch_ahead: Option<usize>,
     /// `cache_timeout=SECS`: attribute/listing cache lifetime (default 5 s, 0 = off).
     pub cache_timeout: Duration,
     /// `timeout=SECS`: network timeout for connect and replies (default 30 s).
@@ -205,6 +208,7 @@ pub fn parse(
         tls12_only: false,
         active: false,
         connections: DEFAULT_CONNECTIONS,
+        fetch_ahead: None,
         cache_timeout: Duration::from_secs(DEFAULT_CACHE_TIMEOUT_SECS),
         timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
         read_only: false,
@@ -266,6 +270,9 @@ pub fn parse(
             ("port", Some(v)) => port_option = Some(parse_number(name, v, 1, 65535)? as u16),
             ("connections", Some(v)) => {
                 cfg.connections = parse_number(name, v, 1, MAX_CONNECTIONS as u64)? as usize
+            }
+            ("fetch_ahead", Some(v)) => {
+                cfg.fetch_ahead = Some(parse_number(name, v, 0, MAX_CONNECTIONS as u64)? as usize)
             }
             ("cache_timeout", Some(v)) => {
                 cfg.cache_timeout = Duration::from_secs(parse_number(name, v, 0, MAX_TIMEOUT_SECS)?)
@@ -358,6 +365,7 @@ const KNOWN_WITH_VALUE: &[&str] = &[
     "tls",
     "cafile",
     "connections",
+    "fetch_ahead",
     "cache_timeout",
     "timeout",
     "uid",
@@ -398,9 +406,9 @@ impl MountConfig {
             o.umask = umask;
         }
         o.read_only = self.read_only;
-        // As many downloads ahead as the pool has connections: readers that catch up take
-        // the content instead of a connection of their own.
-        o.fetch_ahead = self.connections;
+        // By default as many downloads ahead as the pool has connections: readers that
+        // catch up take the content instead of a connection of their own.
+        o.fetch_ahead = self.fetch_ahead.unwrap_or(self.connections);
         o
     }
 
@@ -940,7 +948,7 @@ mod tests {
             "ftp://h/",
             &[
                 "user=alice,password_file=/etc/ftpfs.pass,tls=required,cafile=/ca.pem",
-                "tls_insecure,tls12,active,connections=8,cache_timeout=0,timeout=10",
+                "tls_insecure,tls12,active,connections=8,fetch_ahead=3,cache_timeout=0,timeout=10",
                 "ro,allow_other,default_permissions,uid=1000,gid=100,umask=027",
                 "fsname=myftp,debug,noexec,noatime,sync,dirsync",
             ],
@@ -951,6 +959,7 @@ mod tests {
         assert_eq!(c.cafile, Some(PathBuf::from("/ca.pem")));
         assert!(c.tls_insecure && c.tls12_only && c.active);
         assert_eq!(c.connections, 8);
+        assert_eq!(c.fs_options().fetch_ahead, 3);
         assert_eq!(c.cache_timeout, Duration::ZERO);
         assert_eq!(c.timeout, Duration::from_secs(10));
         assert!(c.read_only && c.allow_other && c.default_permissions && c.debug);
@@ -1003,6 +1012,15 @@ mod tests {
     fn option_errors_name_the_option() {
         assert!(err("ftp://h/", &["connections=0"]).contains("connections=0"));
         assert!(err("ftp://h/", &["connections=65"]).contains("between 1 and 64"));
+        assert!(err("ftp://h/", &["fetch_ahead=65"]).contains("between 0 and 64"));
+        assert_eq!(
+            ok("ftp://h/", &["connections=5"]).fs_options().fetch_ahead,
+            5
+        );
+        assert_eq!(
+            ok("ftp://h/", &["fetch_ahead=0"]).fs_options().fetch_ahead,
+            0
+        );
         assert!(err("ftp://h/", &["connections=x"]).contains("connections"));
         assert!(err("ftp://h/", &["connections=-1"]).contains("connections"));
         assert!(err("ftp://h/", &["timeout=0"]).contains("timeout"));

@@ -44,6 +44,9 @@ OPTIONS (-o name[=value],... ; -o may repeat and may follow the positionals):
   tls12                use TLS 1.2 only (for servers that break with TLS 1.3)
   active               active mode (PORT/EPRT) instead of passive (EPSV/PASV)
   connections=N        FTP control connections, 1..64 (default 8)
+  fetch_ahead=N        when a program reads a directory's files in name order (cp -r, tar,
+                       md5sum *), download up to N of the next small ones in parallel
+                       before they are opened (default: connections; 0 = off)
   cache_timeout=SECS   cache attributes and listings this long (default 5, 0 = off)
   timeout=SECS         network timeout (default 30)
   ro / rw              read-only / read-write mount (default rw)
@@ -716,6 +719,7 @@ mod tests {
             ".netrc",
             "fuse.ftpfs _netdev,password_file=/etc/ftpfs.pass 0 0",
             "connections=N",
+            "fetch_ahead=N",
             "cache_timeout=SECS",
             "tls=auto|required|off",
             "allow_other",

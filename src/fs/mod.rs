@@ -1115,27 +1115,36 @@ impl Filesystem {
         let stale = reader
             .as_ref()
             .is_none_or(|(v, r)| *v != version || r.path() != path);
+        // The first read of a small file that was not fetched ahead: how long it takes
+        // tells whether fetching ahead is worth it.
+        let mut timed_first_read = None;
         if stale {
             let listed = self.cached_entry(&path);
             let mut fresh = Reader::new(self.remote.clone(), path, self.opts.read_ahead_max);
             fresh.set_size_hint(listed.as_ref().map(|e| e.size));
-            if let Some(e) = listed
-                && let Some(content) = self.siblings.take(
+            if let Some(e) = listed {
+                match self.siblings.take(
                     fresh.path(),
                     e.size,
                     e.mtime,
                     self.cache.generation(),
                     FETCHED_AHEAD_WAIT,
-                )
-            {
-                fresh.preload(content);
+                ) {
+                    Some(content) => fresh.preload(content),
+                    None if e.size <= siblings::MAX_FILE => timed_first_read = Some(Instant::now()),
+                    None => {}
+                }
             }
             *reader = Some((version, fresh));
         }
-        match reader.as_mut() {
+        let result = match reader.as_mut() {
             Some((_, r)) => r.read(offset, size as usize),
             None => Err(FsError::io("no reader")),
+        };
+        if let (Some(t), Ok(_)) = (timed_first_read, &result) {
+            self.siblings.note_direct_read(t.elapsed());
         }
+        result
     }
 
     /// Answers a read from data already downloaded, without blocking: None when that is not

@@ -7,6 +7,10 @@
 //! are downloaded whole, in parallel on the pool, before they are opened; the reader of such
 //! a file then takes its content from here.
 //!
+//! Only where a file costs a noticeable wait: when the first read of small files that were
+//! not fetched ahead takes less than `WORTH_IT` (a LAN, loopback), nothing is fetched ahead,
+//! since the extra connections it logs in cost the server more than they save.
+//!
 //! What is served is never older than `max_age` (the mount's cache timeout, the same trust
 //! the listing that describes the file gets), must still match the size and mtime that the
 //! cached listing gives for it, and is dropped if anything changed locally meanwhile (the
@@ -42,9 +46,14 @@ const DIRS: usize = 64;
 /// Files remembered (fetched, being fetched, failed or read directly), bounding the map
 /// even when nothing is taken.
 const MAX_SLOTS: usize = 1024;
+/// Fetching ahead starts only once the first read of a small file, done by its own reader,
+/// takes this long on average: below that, a file is hardly worth a connection.
+pub const WORTH_IT: Duration = Duration::from_millis(5);
 
 /// What is known about one file's content.
 enum Slot {
+    /// Waiting for a download thread: a reader that comes first reads it itself.
+    Queued,
     /// A thread is downloading it.
     Fetching,
     /// Downloaded, at `at`.
@@ -83,9 +92,12 @@ struct State {
     dirs: Option<LruCache<String, Order>>,
     files: HashMap<String, Fetched>,
     queue: VecDeque<Job>,
-    /// Bytes of the `Ready` and `Fetching` slots.
+    /// Bytes of the `Ready`, `Fetching` and `Queued` slots.
     bytes: u64,
     threads: usize,
+    /// Moving average of how long the first read of a small file took its own reader, in
+    /// microseconds; None before the first.
+    direct_read_us: Option<u64>,
 }
 
 struct Inner {
@@ -164,7 +176,10 @@ impl Siblings {
         if name > order.last.as_str() {
             order.last = name.to_string();
         }
-        if order.streak < STREAK {
+        let worth_it = st
+            .direct_read_us
+            .is_some_and(|us| us >= WORTH_IT.as_micros() as u64);
+        if order.streak < STREAK || !worth_it {
             return;
         }
         let depth = 2 * inner.threads;
@@ -190,7 +205,7 @@ impl Siblings {
             st.files.insert(
                 path.clone(),
                 Fetched {
-                    slot: Slot::Fetching,
+                    slot: Slot::Queued,
                     size: entry.size,
                     mtime: entry.mtime,
                     generation,
@@ -219,8 +234,8 @@ impl Siblings {
 
     /// The whole content of `path` if it was fetched ahead and the cached listing still
     /// describes it as then (`size`, `mtime`), with no local change since (`generation`).
-    /// Waits for a download under way. Otherwise the caller reads the file itself, and
-    /// it is not fetched ahead any more.
+    /// Waits for a download under way. Otherwise the caller reads the file itself (also
+    /// one still queued), and it is not fetched ahead any more.
     pub fn take(
         &self,
         path: &str,
@@ -252,6 +267,15 @@ impl Siblings {
         };
         let taken = match st.files.insert(path.to_string(), passed) {
             Some(Fetched {
+                slot: Slot::Queued,
+                size: was_size,
+                ..
+            }) => {
+                st.bytes -= was_size;
+                st.queue.retain(|job| job.path != path);
+                None
+            }
+            Some(Fetched {
                 slot: Slot::Ready { data, at },
                 size: was_size,
                 mtime: was_mtime,
@@ -273,6 +297,33 @@ impl Siblings {
         taken
     }
 
+    /// A small file's own reader took `took` for its first read (RETR to first bytes):
+    /// what decides whether fetching ahead is worth it.
+    pub fn note_direct_read(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let mut st = self.inner.state.lock();
+        st.direct_read_us = Some(match st.direct_read_us {
+            // A quarter of each new sample: one slow read (a busy machine) does not switch
+            // it on, a link that is slow throughout does within a few files.
+            Some(avg) => (avg * 3 + us) / 4,
+            None => us,
+        });
+    }
+
+    /// Waits until nothing is queued or being fetched (tests: a reader slower than the
+    /// downloads).
+    #[cfg(test)]
+    fn wait_idle(&self) {
+        let mut st = self.inner.state.lock();
+        while st
+            .files
+            .values()
+            .any(|f| matches!(f.slot, Slot::Queued | Slot::Fetching))
+        {
+            self.inner.done.wait(&mut st);
+        }
+    }
+
     /// How many files were served from content fetched ahead.
     pub fn served(&self) -> u64 {
         self.inner.served.load(Ordering::Relaxed)
@@ -283,7 +334,7 @@ impl Siblings {
 fn sweep(st: &mut State, max_age: Duration) {
     let mut freed = 0;
     st.files.retain(|_, f| match f.slot {
-        Slot::Fetching => true,
+        Slot::Fetching | Slot::Queued => true,
         Slot::Ready { at, .. } => {
             let keep = at.elapsed() < max_age;
             if !keep {
@@ -302,7 +353,12 @@ fn fetch_jobs(inner: &Inner) {
         let job = {
             let mut st = inner.state.lock();
             match st.queue.pop_front() {
-                Some(job) => job,
+                Some(job) => {
+                    if let Some(f) = st.files.get_mut(&job.path) {
+                        f.slot = Slot::Fetching;
+                    }
+                    job
+                }
                 None => {
                     st.threads -= 1;
                     return;
@@ -372,6 +428,7 @@ mod tests {
     use std::ffi::OsStr;
 
     const WAIT: Duration = Duration::from_secs(10);
+    const SLOW: Duration = Duration::from_millis(50);
 
     fn content(i: usize, len: usize) -> Vec<u8> {
         (0..len).map(|j| (i * 7 + j * 13) as u8).collect()
@@ -391,6 +448,8 @@ mod tests {
             ..FsOptions::default()
         };
         let fs = Filesystem::new(Arc::new(m.clone()), opts);
+        // As on a link where each file costs a round trip of 50 ms.
+        fs.siblings.note_direct_read(SLOW);
         (m, fs)
     }
 
@@ -407,6 +466,7 @@ mod tests {
     fn files_read_in_name_order_are_fetched_ahead_once_each() {
         let (m, fs) = setup(&[4096; 20], 4);
         for i in 0..20 {
+            fs.siblings.wait_idle();
             assert_eq!(read_whole(&fs, i), content(i, 4096), "f{i:02}");
         }
         // The third open in a row starts it: every later file comes from here.
@@ -420,6 +480,7 @@ mod tests {
         sizes[5] = MAX_FILE as usize + 1;
         let (m, fs) = setup(&sizes, 2);
         for (i, &len) in sizes.iter().enumerate() {
+            fs.siblings.wait_idle();
             assert_eq!(read_whole(&fs, i), content(i, len), "f{i:02}");
         }
         assert_eq!(fs.siblings.served(), 4, "f03, f04, f06, f07");
@@ -474,9 +535,11 @@ mod tests {
     fn content_is_served_only_while_the_listing_still_describes_it() {
         let (m, listing) = listed_remote(6, 50);
         let sib = Siblings::new(Arc::new(m.clone()), 2, Duration::from_secs(60));
+        sib.note_direct_read(SLOW);
         for name in ["f00", "f01", "f02"] {
             sib.opened("/d", name, &listing, 7);
         }
+        sib.wait_idle();
         let e3 = &listing["f03"];
         let e4 = &listing["f04"];
         let e5 = &listing["f05"];
@@ -507,6 +570,7 @@ mod tests {
         fn any_order_of_opens_is_fine(opens in proptest::collection::vec(0usize..40, 0..60)) {
             let (m, listing) = listed_remote(30, 10);
             let sib = Siblings::new(Arc::new(m), 1, Duration::from_secs(60));
+            sib.note_direct_read(SLOW);
             for i in opens {
                 sib.opened("/d", &format!("f{i:02}"), &listing, 1);
                 let e = listing.get(&format!("f{i:02}"));
@@ -514,6 +578,42 @@ mod tests {
                 proptest::prop_assert!(got.is_none() || got == Some(content(i, 10)));
             }
         }
+    }
+
+    #[test]
+    fn nothing_is_fetched_ahead_where_files_come_fast() {
+        let (m, fs) = setup(&[100; 10], 4);
+        // Files read straight from the (in-memory) server take microseconds: after a few,
+        // the average falls below the threshold.
+        for _ in 0..20 {
+            fs.siblings.note_direct_read(Duration::from_micros(300));
+        }
+        for i in 0..10 {
+            assert_eq!(read_whole(&fs, i), content(i, 100));
+        }
+        assert_eq!(fs.siblings.served(), 0);
+        assert_eq!(m.open_read_calls(), 10);
+    }
+
+    #[test]
+    fn a_reader_that_comes_first_reads_a_queued_file_itself() {
+        let (m, listing) = listed_remote(12, 20);
+        // No download thread may run: zero threads allowed would switch it off, so the
+        // queue is filled by hand through a Siblings with threads but none spawned yet.
+        let sib = Siblings::new(Arc::new(m.clone()), 1, Duration::from_secs(60));
+        sib.note_direct_read(SLOW);
+        {
+            let mut st = sib.inner.state.lock();
+            st.threads = 1; // pretend the one thread is busy: nothing gets spawned
+        }
+        for name in ["f00", "f01", "f02"] {
+            sib.opened("/d", name, &listing, 1);
+        }
+        let e = &listing["f03"];
+        assert_eq!(sib.take("/d/f03", e.size, e.mtime, 1, WAIT), None);
+        let st = sib.inner.state.lock();
+        assert!(st.queue.iter().all(|job| job.path != "/d/f03"), "dequeued");
+        assert!(st.queue.iter().any(|job| job.path == "/d/f04"));
     }
 
     #[test]
