@@ -904,3 +904,35 @@ fn active_mode_data_from_a_stranger_is_refused() {
     );
     eprintln!("proxy: {stats:?}");
 }
+
+/// Over a slow link (10 ms each way), small files read one after another in name order, as
+/// `cat *` does, are fetched ahead in parallel: every byte is right, and most files come
+/// from the fetch-ahead rather than a RETR of their own reader (counted in the debug log).
+#[test]
+fn small_files_read_in_order_over_a_slow_link_are_fetched_ahead() {
+    let server = common::server("proftpd");
+    let (remote, local) = common::scratch_dir(&server, "fetchahead");
+    let files: Vec<Vec<u8>> = (0..40)
+        .map(|i| common::random_bytes(3000 + i * 10, i as u64))
+        .collect();
+    for (i, data) in files.iter().enumerate() {
+        common::write_local_file(local.join(format!("f{i:02}")), data);
+    }
+    let (_proxy, via) = proxied(&server, |c| c.delay = Duration::from_millis(10));
+    let log = std::env::temp_dir().join("ftpfs-faults2-fetchahead.log");
+    let m = Mount::logging_to(&via, &remote, &opts(&via, ""), "debug", &log);
+    let t = Instant::now();
+    for (i, want) in files.iter().enumerate() {
+        let got = fs::read(m.path(&format!("f{i:02}"))).expect("read");
+        assert!(got == *want, "f{i:02} differs");
+    }
+    let took = t.elapsed();
+    drop(m);
+    let logged = fs::read_to_string(&log).unwrap_or_default();
+    let served = logged.matches("content fetched ahead").count();
+    eprintln!("40 files in {took:?}, {served} fetched ahead");
+    assert!(
+        served >= 20,
+        "only {served} of 40 files came from the fetch-ahead"
+    );
+}
