@@ -721,13 +721,18 @@ impl Filesystem {
         let of = self.handles.acquire(self.inodes.ino_of(&path));
         let result = {
             let mut content = of.content.lock();
-            let pending = discard_pending(&of, &mut content);
+            // A running upload is ended first (the server holds its bytes so far). Writes
+            // kept locally are dropped only once the file is gone: a refused DELE (EACCES)
+            // leaves the file, and them still to be uploaded.
+            let mut pending = content.is_streaming() && discard_pending(&of, &mut content);
             match self.remote.delete(&path) {
                 Ok(()) => {
+                    discard_pending(&of, &mut content);
                     self.forget_path(&path);
                     Ok(())
                 }
                 Err(e) if e.kind == RemoteErrorKind::NotFound => {
+                    pending |= discard_pending(&of, &mut content);
                     self.forget_path(&path);
                     // A file created here but never uploaded exists only locally.
                     if pending { Ok(()) } else { Err(e.into()) }

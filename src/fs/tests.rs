@@ -1883,3 +1883,21 @@ fn upload_during_rename_of_an_unopened_file_does_not_recreate_the_old_name() {
     assert_eq!(m.file("/g").unwrap(), b"");
     assert_eq!(fs.lookup(ROOT_INO, n("g")).unwrap().size, 0);
 }
+
+/// `rm` refused by the server (550 permission denied on DELE) leaves the file, so writes
+/// still pending on an open handle of it must not be dropped: close() uploads them.
+#[test]
+fn refused_unlink_keeps_the_pending_writes() {
+    let m = MemoryRemote::new();
+    m.put_file("/f", b"0123456789");
+    let f = Arc::new(FaultyRemote::new(m.clone()));
+    let fs = Filesystem::new(f.clone(), opts());
+    let ino = fs.lookup(ROOT_INO, n("f")).unwrap().ino;
+    let h = fs.open(ino, libc::O_RDWR).unwrap();
+    fs.write(ino, h.fh, 2, b"ab").unwrap();
+    f.fail_always(Op::Delete, RemoteErrorKind::PermissionDenied);
+    assert_eq!(fs.unlink(ROOT_INO, n("f")).unwrap_err().errno, libc::EACCES);
+    f.clear();
+    fs.release(ino, h.fh).unwrap();
+    assert_eq!(m.file("/f").unwrap(), b"01ab456789");
+}

@@ -488,7 +488,9 @@ impl Content {
         }
         let Some(path) = ctx.path else {
             debug!("discarding writes to a removed file");
-            *self = Content::Remote;
+            // Aborted, not just dropped: a dropped stream still finishes its STOR, which
+            // would store the bytes so far under the name the file had.
+            self.discard();
             return Ok(None);
         };
         match std::mem::replace(self, Content::Remote) {
