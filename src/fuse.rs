@@ -832,6 +832,23 @@ impl fuser::Filesystem for FtpFuse {
     ) {
         reply.error(Errno::ENOSYS);
     }
+
+    /// No ioctl applies to FTP files. ENOTTY is what programs expect of an unsupported one
+    /// (`cp` tries FICLONE on every copy and falls back to reading), and unlike fuser's
+    /// default it logs no warning per file.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
 }
 
 #[cfg(test)]

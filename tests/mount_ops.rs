@@ -439,3 +439,31 @@ fn unmount_on_sigterm_with_a_file_open() {
         "daemon exit after SIGTERM: {status} {stderr}"
     );
 }
+
+/// Programs ask whether an open file is a terminal (TCGETS: Python's open(), git, less).
+/// The answer is ENOTTY, and it is not worth a warning in the log (fuser's default logged
+/// one per call, so `git commit` on a mount filled the log).
+#[test]
+fn a_file_is_not_a_terminal_and_asking_logs_no_warning() {
+    use std::os::fd::AsRawFd;
+    let server = common::server("pure-ftpd");
+    let (dir, local) = common::scratch_dir(&server, "isatty");
+    fs::write(local.join("f"), b"x").unwrap();
+    let log = std::env::temp_dir().join("ftpfs-mount-ops-isatty.log");
+    let m = Mount::logging_to(
+        &server,
+        &dir,
+        &fsmount::options(&server, "off", ""),
+        "warn",
+        &log,
+    );
+    let f = fs::File::open(m.path("f")).unwrap();
+    // SAFETY: isatty only reads the descriptor, which `f` keeps open.
+    let tty = unsafe { libc::isatty(f.as_raw_fd()) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!((tty, errno), (0, Some(libc::ENOTTY)));
+    drop(f);
+    drop(m);
+    let logged = fs::read_to_string(&log).unwrap_or_default();
+    assert!(!logged.contains("Not Implemented"), "log: {logged}");
+}
