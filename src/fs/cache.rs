@@ -37,6 +37,20 @@ pub struct DirCache {
     /// is then returned to its caller but not cached.
     generation: AtomicU64,
     fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    on_change: Option<ChangeHook>,
+}
+
+/// `(directory, below_too)`: see `ChangeHook`.
+pub type OnChange = dyn Fn(&str, bool) + Send + Sync;
+
+/// Called with a directory whose listing a local mutation changed, and whether everything
+/// below it is affected too.
+pub struct ChangeHook(pub Box<OnChange>);
+
+impl std::fmt::Debug for ChangeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangeHook")
+    }
 }
 
 /// Whether a server-provided name can be shown (never ".", "..", empty or with '/').
@@ -54,6 +68,19 @@ impl DirCache {
             ttl,
             generation: AtomicU64::new(0),
             fetching: Mutex::new(HashMap::new()),
+            on_change: None,
+        }
+    }
+
+    /// Tells `hook` of every local mutation (see `ChangeHook`).
+    pub fn with_change_hook(mut self, hook: ChangeHook) -> Self {
+        self.on_change = Some(hook);
+        self
+    }
+
+    fn changed(&self, dir: &str, tree: bool) {
+        if let Some(hook) = &self.on_change {
+            (hook.0)(dir, tree);
         }
     }
 
@@ -133,12 +160,6 @@ impl DirCache {
         Ok((listing, fetched))
     }
 
-    /// A number that changes with every local mutation: content fetched while it stayed
-    /// the same was not changed by us meanwhile.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
-    }
-
     /// Records `dir`'s listing as known (a directory we just created is empty).
     pub fn insert(&self, dir: &str, listing: Listing) {
         if self.ttl.is_zero() {
@@ -153,6 +174,8 @@ impl DirCache {
                 fetched: Instant::now(),
             },
         );
+        drop(lru);
+        self.changed(dir, false);
     }
 
     /// Applies a local mutation to `dir`'s cached listing, if cached (whatever its age: the
@@ -163,6 +186,8 @@ impl DirCache {
         if let Some(cached) = lru.get_mut(dir) {
             f(Arc::make_mut(&mut cached.listing));
         }
+        drop(lru);
+        self.changed(dir, false);
     }
 
     /// Drops `dir`'s listing (after a failure that left its state unknown).
@@ -170,6 +195,8 @@ impl DirCache {
         let mut lru = self.lru.lock();
         self.generation.fetch_add(1, Ordering::SeqCst);
         lru.pop(dir);
+        drop(lru);
+        self.changed(dir, false);
     }
 
     /// Drops the listings of `dir` and every directory below it.
@@ -186,6 +213,8 @@ impl DirCache {
         for k in doomed {
             lru.pop(&k);
         }
+        drop(lru);
+        self.changed(dir, true);
     }
 }
 

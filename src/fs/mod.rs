@@ -35,12 +35,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use log::debug;
+use log::{debug, warn};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::remote::{Entry, EntryKind, Remote, RemoteErrorKind};
 pub use bytes::ReadData;
-use cache::{DirCache, Listing};
+use cache::{ChangeHook, DirCache, Listing};
 pub use error::{FsError, FsResult};
 pub use handle::Fh;
 use handle::{DirHandle, Handles, OpenFile};
@@ -280,10 +280,14 @@ fn lock_in_order<'a>(files: &[Option<&'a OpenFile>]) -> Vec<Option<MutexGuard<'a
 impl Filesystem {
     /// A filesystem over `remote`.
     pub fn new(remote: Arc<dyn Remote>, opts: FsOptions) -> Self {
+        let siblings = Siblings::new(remote.clone(), opts.fetch_ahead, opts.cache_timeout);
+        let changes = siblings.clone();
+        // What was fetched ahead from a directory we change is dropped.
+        let hook = ChangeHook(Box::new(move |dir, tree| changes.changed(dir, tree)));
         Filesystem {
-            siblings: Siblings::new(remote.clone(), opts.fetch_ahead, opts.cache_timeout),
+            siblings,
             remote,
-            cache: DirCache::new(opts.cache_timeout),
+            cache: DirCache::new(opts.cache_timeout).with_change_hook(hook),
             opts,
             inodes: InodeTable::new(),
             handles: Handles::new(),
@@ -604,8 +608,25 @@ impl Filesystem {
             }
             Ok(())
         })();
-        self.handles.release(&of);
+        self.release_acquired(&of);
         result
+    }
+
+    /// Gives back a file acquired for the length of one request (truncate, unlink, rename).
+    /// A RELEASE of its last handle that ran meanwhile counted this request as a user and
+    /// left the upload to it: done here, as that RELEASE would have (its close() has
+    /// returned, so a failure can only be logged).
+    fn release_acquired(&self, of: &Arc<OpenFile>) {
+        {
+            let mut content = of.content.lock();
+            if of.users() <= 1
+                && content.is_dirty()
+                && let Err(e) = self.commit_locked(of, &mut content)
+            {
+                warn!("upload of a closed file failed: {}", e.message);
+            }
+        }
+        self.handles.release(of);
     }
 
     /// If `ino` has changes awaiting upload, records a metadata change with `f` to be
@@ -740,7 +761,7 @@ impl Filesystem {
                 Err(e) => Err(e.into()),
             }
         };
-        self.handles.release(&of);
+        self.release_acquired(&of);
         result
     }
 
@@ -819,7 +840,7 @@ impl Filesystem {
             replaced.as_deref(),
         );
         for of in moving.iter().chain(replaced.iter()) {
-            self.handles.release(of);
+            self.release_acquired(of);
         }
         result
     }
@@ -995,8 +1016,7 @@ impl Filesystem {
         if !writes {
             let (dir, name) = split(&path);
             if let Some((listing, _)) = self.cache.fresh(dir, self.opts.cache_timeout) {
-                self.siblings
-                    .opened(dir, name, &listing, self.cache.generation());
+                self.siblings.opened(dir, name, &listing);
             }
         }
         let truncating = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
@@ -1128,13 +1148,10 @@ impl Filesystem {
             let mut fresh = Reader::new(self.remote.clone(), path, self.opts.read_ahead_max);
             fresh.set_size_hint(listed.as_ref().map(|e| e.size));
             if let Some(e) = listed {
-                match self.siblings.take(
-                    fresh.path(),
-                    e.size,
-                    e.mtime,
-                    self.cache.generation(),
-                    FETCHED_AHEAD_WAIT,
-                ) {
+                match self
+                    .siblings
+                    .take(fresh.path(), e.size, e.mtime, FETCHED_AHEAD_WAIT)
+                {
                     Some(content) => fresh.preload(content),
                     None if e.size <= siblings::MAX_FILE => timed_first_read = Some(Instant::now()),
                     None => {}

@@ -12,15 +12,16 @@
 //! since the extra connections it logs in cost the server more than they save.
 //!
 //! What is served is never older than `max_age` (the mount's cache timeout, the same trust
-//! the listing that describes the file gets), must still match the size and mtime that the
-//! cached listing gives for it, and is dropped if anything changed locally meanwhile (the
-//! directory cache's generation). Memory is bounded by `BUDGET`; only files up to
+//! the listing that describes the file gets) and must still match the size and mtime that
+//! the cached listing gives for it; everything fetched from a directory is dropped when we
+//! change anything in it (`changed`). Memory is bounded by `BUDGET`; only files up to
 //! `MAX_FILE` are fetched ahead.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read};
 use std::num::NonZeroUsize;
 use std::ops::Bound;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -43,8 +44,7 @@ const STREAK: u32 = 2;
 const NEAR: usize = 16;
 /// Directories whose reading order is remembered.
 const DIRS: usize = 64;
-/// Files remembered (fetched, being fetched, failed or read directly), bounding the map
-/// even when nothing is taken.
+/// Files queued, being fetched or fetched, at most.
 const MAX_SLOTS: usize = 1024;
 /// Fetching ahead starts only once the first read of a small file, done by its own reader,
 /// takes this long on average: below that, a file is hardly worth a connection.
@@ -58,8 +58,6 @@ enum Slot {
     Fetching,
     /// Downloaded, at `at`.
     Ready { data: Vec<u8>, at: Instant },
-    /// Read by its own reader, or the download failed: not fetched ahead again for a while.
-    Passed { at: Instant },
 }
 
 struct Job {
@@ -80,11 +78,11 @@ struct Order {
 
 struct Fetched {
     slot: Slot,
-    /// The listing's size and mtime when queued, and the cache generation then: all must
-    /// still hold when the content is taken.
+    /// The listing's size and mtime when queued: both must still hold when it is taken.
     size: u64,
     mtime: Option<SystemTime>,
-    generation: u64,
+    /// Something in its directory changed while it was being fetched: dropped when done.
+    stale: bool,
 }
 
 #[derive(Default)]
@@ -92,7 +90,7 @@ struct State {
     dirs: Option<LruCache<String, Order>>,
     files: HashMap<String, Fetched>,
     queue: VecDeque<Job>,
-    /// Bytes of the `Ready`, `Fetching` and `Queued` slots.
+    /// Bytes of all slots.
     bytes: u64,
     threads: usize,
     /// Moving average of how long the first read of a small file took its own reader, in
@@ -151,7 +149,7 @@ impl Siblings {
 
     /// `name` in `dir` (whose cached listing is `listing`) was opened for reading. When
     /// opens follow the name order, the small files after it are queued.
-    pub fn opened(&self, dir: &str, name: &str, listing: &Listing, generation: u64) {
+    pub fn opened(&self, dir: &str, name: &str, listing: &Listing) {
         if !self.enabled() {
             return;
         }
@@ -193,12 +191,16 @@ impl Siblings {
             if child.as_str() <= from.as_str() {
                 continue;
             }
-            if st.bytes + entry.size > BUDGET || st.files.len() >= MAX_SLOTS {
+            if entry.size > MAX_FILE {
+                frontier = Some(child.clone());
+                continue;
+            }
+            if st.bytes.saturating_add(entry.size) > BUDGET || st.files.len() >= MAX_SLOTS {
                 break;
             }
             frontier = Some(child.clone());
             let path = format!("{}/{child}", dir.trim_end_matches('/'));
-            if entry.size > MAX_FILE || st.files.contains_key(&path) {
+            if st.files.contains_key(&path) {
                 continue;
             }
             st.bytes += entry.size;
@@ -208,7 +210,7 @@ impl Siblings {
                     slot: Slot::Queued,
                     size: entry.size,
                     mtime: entry.mtime,
-                    generation,
+                    stale: false,
                 },
             );
             st.queue.push_back(Job {
@@ -233,15 +235,13 @@ impl Siblings {
     }
 
     /// The whole content of `path` if it was fetched ahead and the cached listing still
-    /// describes it as then (`size`, `mtime`), with no local change since (`generation`).
-    /// Waits for a download under way. Otherwise the caller reads the file itself (also
-    /// one still queued), and it is not fetched ahead any more.
+    /// describes it as then (`size`, `mtime`). Waits for a download under way. Otherwise
+    /// the caller reads the file itself (also one still queued: it is taken off the queue).
     pub fn take(
         &self,
         path: &str,
         size: u64,
         mtime: Option<SystemTime>,
-        generation: u64,
         wait_max: Duration,
     ) -> Option<Vec<u8>> {
         if !self.enabled() {
@@ -259,13 +259,7 @@ impl Siblings {
                 return None;
             }
         }
-        let passed = Fetched {
-            slot: Slot::Passed { at: Instant::now() },
-            size,
-            mtime,
-            generation,
-        };
-        let taken = match st.files.insert(path.to_string(), passed) {
+        let taken = match st.files.remove(path) {
             Some(Fetched {
                 slot: Slot::Queued,
                 size: was_size,
@@ -279,22 +273,55 @@ impl Siblings {
                 slot: Slot::Ready { data, at },
                 size: was_size,
                 mtime: was_mtime,
-                generation: was_generation,
+                ..
             }) => {
                 st.bytes -= was_size;
-                let current = was_size == size
-                    && was_mtime == mtime
-                    && was_generation == generation
-                    && at.elapsed() < inner.max_age;
+                let current =
+                    was_size == size && was_mtime == mtime && at.elapsed() < inner.max_age;
                 current.then_some(data)
             }
-            _ => None,
+            Some(fetching) => {
+                // Timed out above: still running. Its thread finds the slot gone.
+                st.bytes -= fetching.size;
+                None
+            }
+            None => None,
         };
+        sweep(&mut st, inner.max_age);
         if taken.is_some() {
             inner.served.fetch_add(1, Ordering::Relaxed);
             debug!("{path}: content fetched ahead");
         }
         taken
+    }
+
+    /// Something in `dir` changed through the mount (below it too, with `tree`): what was
+    /// fetched from there may be out of date, and is dropped.
+    pub fn changed(&self, dir: &str, tree: bool) {
+        if !self.enabled() {
+            return;
+        }
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let affected = |path: &str| {
+            path.strip_prefix(&prefix)
+                .is_some_and(|rest| tree || !rest.contains('/'))
+        };
+        let mut st = self.inner.state.lock();
+        let st = &mut *st;
+        let mut freed = 0;
+        st.files.retain(|path, f| {
+            if !affected(path) {
+                return true;
+            }
+            if matches!(f.slot, Slot::Fetching) {
+                f.stale = true;
+                return true;
+            }
+            freed += f.size;
+            false
+        });
+        st.bytes -= freed;
+        st.queue.retain(|job| !affected(&job.path));
     }
 
     /// A small file's own reader took `took` for its first read (RETR to first bytes):
@@ -330,7 +357,7 @@ impl Siblings {
     }
 }
 
-/// Forgets content older than `max_age` and files passed over that long ago.
+/// Forgets content older than `max_age`.
 fn sweep(st: &mut State, max_age: Duration) {
     let mut freed = 0;
     st.files.retain(|_, f| match f.slot {
@@ -342,7 +369,6 @@ fn sweep(st: &mut State, max_age: Duration) {
             }
             keep
         }
-        Slot::Passed { at } => at.elapsed() < max_age,
     });
     st.bytes -= freed;
 }
@@ -365,22 +391,34 @@ fn fetch_jobs(inner: &Inner) {
                 }
             }
         };
-        let data = download(inner.remote.as_ref(), &job);
+        // A panic in the remote must not leave the slot `Fetching` (readers would wait for
+        // it) nor this thread counted.
+        let data = catch_unwind(AssertUnwindSafe(|| download(inner.remote.as_ref(), &job)))
+            .unwrap_or(None);
         let mut st = inner.state.lock();
         let st = &mut *st;
-        if let Some(f) = st.files.get_mut(&job.path)
-            && matches!(f.slot, Slot::Fetching)
-        {
-            f.slot = match data {
-                Some(data) => Slot::Ready {
-                    data,
-                    at: Instant::now(),
-                },
-                None => {
-                    st.bytes -= f.size;
-                    Slot::Passed { at: Instant::now() }
+        let usable = st
+            .files
+            .get(&job.path)
+            .is_some_and(|f| matches!(f.slot, Slot::Fetching) && !f.stale);
+        match data {
+            Some(data) if usable => {
+                if let Some(f) = st.files.get_mut(&job.path) {
+                    f.slot = Slot::Ready {
+                        data,
+                        at: Instant::now(),
+                    };
                 }
-            };
+            }
+            _ => {
+                // Failed, changed meanwhile, or given up by a reader: its own reader reads it.
+                if let Some(f) = st.files.get(&job.path)
+                    && matches!(f.slot, Slot::Fetching)
+                {
+                    st.bytes -= f.size;
+                    st.files.remove(&job.path);
+                }
+            }
         }
         inner.done.notify_all();
     }
@@ -533,35 +571,73 @@ mod tests {
 
     #[test]
     fn content_is_served_only_while_the_listing_still_describes_it() {
-        let (m, listing) = listed_remote(6, 50);
+        let (m, listing) = listed_remote(8, 50);
         let sib = Siblings::new(Arc::new(m.clone()), 2, Duration::from_secs(60));
         sib.note_direct_read(SLOW);
         for name in ["f00", "f01", "f02"] {
-            sib.opened("/d", name, &listing, 7);
+            sib.opened("/d", name, &listing);
         }
         sib.wait_idle();
         let e3 = &listing["f03"];
         let e4 = &listing["f04"];
-        let e5 = &listing["f05"];
         assert_eq!(
-            sib.take("/d/f03", e3.size + 1, e3.mtime, 7, WAIT),
+            sib.take("/d/f03", e3.size + 1, e3.mtime, WAIT),
             None,
             "size"
         );
         assert_eq!(
-            sib.take("/d/f04", e4.size, e4.mtime, 8, WAIT),
-            None,
-            "generation"
+            sib.take("/d/f04", e4.size, e4.mtime, WAIT),
+            Some(content(4, 50))
         );
         assert_eq!(
-            sib.take("/d/f05", e5.size, e5.mtime, 7, WAIT),
-            Some(content(5, 50))
-        );
-        assert_eq!(
-            sib.take("/d/f05", e5.size, e5.mtime, 7, WAIT),
+            sib.take("/d/f04", e4.size, e4.mtime, WAIT),
             None,
             "taken once"
         );
+        // A change made through the mount in the directory (or above it) drops the rest.
+        sib.changed("/other", true);
+        let e5 = &listing["f05"];
+        assert_eq!(
+            sib.take("/d/f05", e5.size, e5.mtime, WAIT),
+            Some(content(5, 50))
+        );
+        sib.changed("/d", false);
+        let e6 = &listing["f06"];
+        assert_eq!(sib.take("/d/f06", e6.size, e6.mtime, WAIT), None, "changed");
+    }
+
+    #[test]
+    fn a_change_during_a_download_drops_what_it_brings() {
+        let (m, listing) = listed_remote(5, 50);
+        let sib = Siblings::new(Arc::new(m), 1, Duration::from_secs(60));
+        sib.note_direct_read(SLOW);
+        {
+            // The one thread is taken, so nothing starts: the slot is set to Fetching by hand,
+            // as a thread does before it downloads.
+            let mut st = sib.inner.state.lock();
+            st.threads = 1;
+        }
+        for name in ["f00", "f01", "f02"] {
+            sib.opened("/d", name, &listing);
+        }
+        let job = {
+            let mut st = sib.inner.state.lock();
+            let job = st.queue.pop_front().expect("f03 queued");
+            st.files.get_mut(&job.path).unwrap().slot = Slot::Fetching;
+            st.threads = 0;
+            job
+        };
+        sib.changed("/", true);
+        {
+            // What the thread does when its download is done.
+            let mut st = sib.inner.state.lock();
+            st.threads = 1;
+            st.queue.push_front(job);
+        }
+        fetch_jobs(&sib.inner);
+        let e = &listing["f03"];
+        assert_eq!(sib.take("/d/f03", e.size, e.mtime, WAIT), None);
+        assert_eq!(sib.inner.state.lock().bytes, 0, "nothing left counted");
     }
 
     proptest::proptest! {
@@ -572,9 +648,9 @@ mod tests {
             let sib = Siblings::new(Arc::new(m), 1, Duration::from_secs(60));
             sib.note_direct_read(SLOW);
             for i in opens {
-                sib.opened("/d", &format!("f{i:02}"), &listing, 1);
+                sib.opened("/d", &format!("f{i:02}"), &listing);
                 let e = listing.get(&format!("f{i:02}"));
-                let got = sib.take(&format!("/d/f{i:02}"), 10, e.and_then(|e| e.mtime), 1, WAIT);
+                let got = sib.take(&format!("/d/f{i:02}"), 10, e.and_then(|e| e.mtime), WAIT);
                 proptest::prop_assert!(got.is_none() || got == Some(content(i, 10)));
             }
         }
@@ -607,10 +683,10 @@ mod tests {
             st.threads = 1; // pretend the one thread is busy: nothing gets spawned
         }
         for name in ["f00", "f01", "f02"] {
-            sib.opened("/d", name, &listing, 1);
+            sib.opened("/d", name, &listing);
         }
         let e = &listing["f03"];
-        assert_eq!(sib.take("/d/f03", e.size, e.mtime, 1, WAIT), None);
+        assert_eq!(sib.take("/d/f03", e.size, e.mtime, WAIT), None);
         let st = sib.inner.state.lock();
         assert!(st.queue.iter().all(|job| job.path != "/d/f03"), "dequeued");
         assert!(st.queue.iter().any(|job| job.path == "/d/f04"));

@@ -488,8 +488,8 @@ impl Content {
         }
         let Some(path) = ctx.path else {
             debug!("discarding writes to a removed file");
-            // Aborted, not just dropped: a dropped stream still finishes its STOR, which
-            // would store the bytes so far under the name the file had.
+            // Abandoned: nothing waits for the server's verdict on a running upload, and
+            // no later write joins it.
             self.discard();
             return Ok(None);
         };

@@ -322,11 +322,18 @@ impl Control {
         lines.extend(&session);
         self.send_lines(&lines)?;
         let user_reply = self.read()?;
-        let pass_reply = self.read()?;
         let verdict = match user_reply.code {
             // No password needed: the PASS was superfluous, whatever its answer.
-            230 => None,
-            331 | 332 => (!matches!(pass_reply.code, 230 | 202)).then_some(pass_reply),
+            230 => {
+                self.read()?;
+                None
+            }
+            331 | 332 => {
+                let pass_reply = self.read()?;
+                (!matches!(pass_reply.code, 230 | 202)).then_some(pass_reply)
+            }
+            // Refused at USER (e.g. 421 too many users): the server may have hung up
+            // already, so its answer to PASS is not waited for; this reply is the reason.
             _ => Some(user_reply),
         };
         if let Some(reply) = verdict {
