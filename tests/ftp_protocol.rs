@@ -391,6 +391,24 @@ fn pool_checkout_returns_connections() {
     assert_eq!(pool.open_connections(), 1, "one connection reused");
 }
 
+/// Work that is worth doing only for free (fetching ahead on a fast link) gets a connection
+/// only while another one stays idle, and never makes the pool log in.
+#[test]
+fn pool_lends_a_spare_connection_only_when_another_stays_idle() {
+    let server = common::server("pure-ftpd");
+    let pool = Pool::new(options(&server, false, false), 3);
+    assert!(pool.try_get_spare().is_none(), "nothing open yet");
+    let (a, b) = (
+        pool.get(Purpose::Transfer).unwrap(),
+        pool.get(Purpose::Transfer).unwrap(),
+    );
+    drop((a, b));
+    let mut spare = pool.try_get_spare().expect("two idle: one is lent");
+    spare.noop().unwrap();
+    assert!(pool.try_get_spare().is_none(), "the last idle one is kept");
+    assert_eq!(pool.open_connections(), 2, "no login for it");
+}
+
 /// A caller whose new login is slow takes a connection that another caller returns
 /// meanwhile, instead of waiting for its own login (here stalled past the timeout: without
 /// that, the second caller would fail).

@@ -7,9 +7,11 @@
 //! are downloaded whole, in parallel on the pool, before they are opened; the reader of such
 //! a file then takes its content from here.
 //!
-//! Only where a file costs a noticeable wait: when the first read of small files that were
-//! not fetched ahead takes less than `WORTH_IT` (a LAN, loopback), nothing is fetched ahead,
-//! since the extra connections it logs in cost the server more than they save.
+//! In parallel only where a file costs a noticeable wait: when the first read of small files
+//! that were not fetched ahead takes less than `WORTH_IT` (a LAN, loopback), extra logins
+//! would cost the server more than they save, so only `FAST_DEPTH` files are fetched ahead,
+//! one at a time, on a connection that is idle anyway (while the program starts its next
+//! process, say).
 //!
 //! What is served is never older than `max_age` (the mount's cache timeout, the same trust
 //! the listing that describes the file gets) and must still match the size and mtime that
@@ -49,6 +51,8 @@ const MAX_SLOTS: usize = 1024;
 /// Fetching ahead starts only once the first read of a small file, done by its own reader,
 /// takes this long on average: below that, a file is hardly worth a connection.
 pub const WORTH_IT: Duration = Duration::from_millis(5);
+/// Files fetched ahead on a fast link.
+const FAST_DEPTH: usize = 2;
 
 /// What is known about one file's content.
 enum Slot {
@@ -63,6 +67,8 @@ enum Slot {
 struct Job {
     path: String,
     size: u64,
+    /// Only on a connection that is idle now (a fast link): never wait for one or log in.
+    idle_only: bool,
 }
 
 /// How a directory's files are being opened.
@@ -174,13 +180,17 @@ impl Siblings {
         if name > order.last.as_str() {
             order.last = name.to_string();
         }
-        let worth_it = st
-            .direct_read_us
-            .is_some_and(|us| us >= WORTH_IT.as_micros() as u64);
-        if order.streak < STREAK || !worth_it {
+        if order.streak < STREAK {
             return;
         }
-        let depth = 2 * inner.threads;
+        let slow = st
+            .direct_read_us
+            .is_some_and(|us| us >= WORTH_IT.as_micros() as u64);
+        let (depth, max_threads) = if slow {
+            (2 * inner.threads, inner.threads)
+        } else {
+            (FAST_DEPTH, 1)
+        };
         let from = order.frontier.as_str().max(order.last.as_str()).to_string();
         let ahead = listing
             .range::<str, _>((Bound::Excluded(order.last.as_str()), Bound::Unbounded))
@@ -216,12 +226,13 @@ impl Siblings {
             st.queue.push_back(Job {
                 path,
                 size: entry.size,
+                idle_only: !slow,
             });
         }
         if let Some(frontier) = frontier {
             order.frontier = frontier;
         }
-        while st.threads < inner.threads && st.threads < st.queue.len() {
+        while st.threads < max_threads && st.threads < st.queue.len() {
             st.threads += 1;
             let inner = Arc::clone(&self.inner);
             let spawned = std::thread::Builder::new()
@@ -427,8 +438,14 @@ fn fetch_jobs(inner: &Inner) {
 /// The whole file, if it has exactly the listed size (anything else means it changed and
 /// its own reader will find out).
 fn download(remote: &dyn Remote, job: &Job) -> Option<Vec<u8>> {
-    let mut stream = match remote.open_read(&job.path, 0) {
-        Ok(s) => s,
+    let opened = if job.idle_only {
+        remote.open_read_if_idle(&job.path, 0)
+    } else {
+        remote.open_read(&job.path, 0).map(Some)
+    };
+    let mut stream = match opened {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
         Err(e) => {
             debug!("{}: fetching ahead failed: {e}", job.path);
             return None;
@@ -657,7 +674,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_fetched_ahead_where_files_come_fast() {
+    fn where_files_come_fast_only_two_are_fetched_ahead_at_a_time() {
         let (m, fs) = setup(&[100; 10], 4);
         // Files read straight from the (in-memory) server take microseconds: after a few,
         // the average falls below the threshold.
@@ -665,10 +682,15 @@ mod tests {
             fs.siblings.note_direct_read(Duration::from_micros(300));
         }
         for i in 0..10 {
+            fs.siblings.wait_idle();
+            let st = fs.siblings.inner.state.lock();
+            assert!(st.files.len() <= FAST_DEPTH, "{} ahead", st.files.len());
+            assert!(st.threads <= 1);
+            drop(st);
             assert_eq!(read_whole(&fs, i), content(i, 100));
         }
-        assert_eq!(fs.siblings.served(), 0);
-        assert_eq!(m.open_read_calls(), 10);
+        assert_eq!(fs.siblings.served(), 7);
+        assert_eq!(m.open_read_calls(), 10, "each file downloaded once");
     }
 
     #[test]

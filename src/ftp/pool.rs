@@ -201,6 +201,20 @@ impl Pool {
         }
     }
 
+    /// An idle connection if one is ready now and another stays idle for whoever comes
+    /// next: never waits, never makes anyone log in (for work that is worth doing only when
+    /// it costs nothing extra, like fetching ahead on a fast link).
+    pub fn try_get_spare(&self) -> Option<PooledControl> {
+        let conn = {
+            let mut st = self.shared.state.lock();
+            if st.idle.len() < 2 {
+                return None;
+            }
+            take_best_idle(&mut st.idle)?
+        };
+        self.revalidate(conn).map(|conn| self.wrap(conn))
+    }
+
     /// Runs `op` on a connection. When the connection breaks (reset, timeout, 421) and the
     /// operation is safe to repeat, runs it once more on a newly opened connection.
     pub fn run<T>(

@@ -94,23 +94,24 @@ impl FtpRemote {
 
     fn open_read_stream(&self, path: &str, offset: u64) -> RemoteResult<FtpReadStream> {
         let server_path = self.server_path(path)?;
-        let slot = Arc::new(ReadSlot {
-            active: Mutex::new(None),
-        });
+        let active = start_retr(&self.pool, &server_path, offset)?;
+        Ok(self.read_stream(server_path, offset, active))
+    }
+
+    /// A download under way as a stream the pool may preempt.
+    fn read_stream(&self, server_path: String, offset: u64, active: ActiveRead) -> FtpReadStream {
         let stream = FtpReadStream {
             pool: self.pool.clone(),
             path: server_path,
             offset,
-            slot,
+            slot: Arc::new(ReadSlot {
+                active: Mutex::new(Some(active)),
+            }),
             eof: false,
         };
         let holder: Arc<dyn Preemptible> = stream.slot.clone();
         self.pool.register_preemptible(Arc::downgrade(&holder));
-        {
-            let mut active = stream.slot.active.lock();
-            *active = Some(start_retr(&self.pool, &stream.path, offset)?);
-        }
-        Ok(stream)
+        stream
     }
 }
 
@@ -154,6 +155,28 @@ impl Remote for FtpRemote {
             Ok(s) => Ok(Box::new(s)),
             Err(e) => Err(e),
         }
+    }
+
+    fn open_read_if_idle(
+        &self,
+        path: &str,
+        offset: u64,
+    ) -> RemoteResult<Option<Box<dyn ReadStream>>> {
+        let server_path = self.server_path(path)?;
+        let Some(mut conn) = self.pool.try_get_spare() else {
+            return Ok(None);
+        };
+        let transfer = conn.retr(&server_path, offset).map_err(map_error)?;
+        let active = ActiveRead {
+            conn,
+            transfer,
+            touched: Instant::now(),
+        };
+        Ok(Some(Box::new(self.read_stream(
+            server_path,
+            offset,
+            active,
+        ))))
     }
 
     fn open_write(&self, path: &str, mode: WriteMode) -> RemoteResult<Box<dyn WriteStream>> {

@@ -114,6 +114,15 @@ pub trait Remote: Send + Sync + 'static {
     fn stat(&self, path: &str) -> RemoteResult<Entry>;
     /// Starts a download of `path` from byte `offset`.
     fn open_read(&self, path: &str, offset: u64) -> RemoteResult<Box<dyn ReadStream>>;
+    /// Like `open_read`, but only on a connection idle now, with another left idle for
+    /// whoever comes next (no waiting, no new login); None otherwise.
+    fn open_read_if_idle(
+        &self,
+        path: &str,
+        offset: u64,
+    ) -> RemoteResult<Option<Box<dyn ReadStream>>> {
+        self.open_read(path, offset).map(Some)
+    }
     /// Starts an upload to `path`, creating the file if needed.
     fn open_write(&self, path: &str, mode: WriteMode) -> RemoteResult<Box<dyn WriteStream>>;
     /// Removes a file.
