@@ -1498,87 +1498,21 @@ mod model {
     }
 }
 
-/// A remote whose downloads block until released, to show a stalled transfer does not
-/// block other requests.
-struct GatedRemote {
-    inner: MemoryRemote,
-    gate: parking_lot::Mutex<bool>,
-    cond: parking_lot::Condvar,
-}
-
-impl GatedRemote {
-    fn open_gate(&self) {
-        *self.gate.lock() = true;
-        self.cond.notify_all();
-    }
-}
-
-impl crate::remote::Remote for GatedRemote {
-    fn list(&self, dir: &str) -> crate::remote::RemoteResult<Vec<Entry>> {
-        self.inner.list(dir)
-    }
-    fn stat(&self, path: &str) -> crate::remote::RemoteResult<Entry> {
-        self.inner.stat(path)
-    }
-    fn open_read(
-        &self,
-        path: &str,
-        offset: u64,
-    ) -> crate::remote::RemoteResult<Box<dyn crate::remote::ReadStream>> {
-        let mut open = self.gate.lock();
-        while !*open {
-            self.cond.wait(&mut open);
-        }
-        self.inner.open_read(path, offset)
-    }
-    fn open_write(
-        &self,
-        path: &str,
-        mode: WriteMode,
-    ) -> crate::remote::RemoteResult<Box<dyn crate::remote::WriteStream>> {
-        self.inner.open_write(path, mode)
-    }
-    fn delete(&self, path: &str) -> crate::remote::RemoteResult<()> {
-        self.inner.delete(path)
-    }
-    fn mkdir(&self, path: &str) -> crate::remote::RemoteResult<()> {
-        self.inner.mkdir(path)
-    }
-    fn rmdir(&self, path: &str) -> crate::remote::RemoteResult<()> {
-        self.inner.rmdir(path)
-    }
-    fn rename(&self, from: &str, to: &str) -> crate::remote::RemoteResult<()> {
-        self.inner.rename(from, to)
-    }
-    fn set_mtime(&self, path: &str, mtime: SystemTime) -> crate::remote::RemoteResult<()> {
-        self.inner.set_mtime(path, mtime)
-    }
-    fn chmod(&self, path: &str, mode: u32) -> crate::remote::RemoteResult<()> {
-        self.inner.chmod(path, mode)
-    }
-    fn capabilities(&self) -> crate::remote::RemoteCapabilities {
-        self.inner.capabilities()
-    }
-}
-
 #[test]
 fn stalled_read_does_not_block_other_requests() {
     let m = MemoryRemote::new();
     m.put_file("/slow", &data(100_000, 1));
     m.put_file("/d/other", b"other");
-    let gated = Arc::new(GatedRemote {
-        inner: m.clone(),
-        gate: parking_lot::Mutex::new(false),
-        cond: parking_lot::Condvar::new(),
-    });
-    let fs = Arc::new(Filesystem::new(gated.clone(), opts()));
+    let held = Arc::new(HeldRemote::new(m.clone()));
+    let fs = Arc::new(Filesystem::new(held.clone(), opts()));
     let slow = fs.lookup(ROOT_INO, n("slow")).unwrap();
     let h = fs.open(slow.ino, libc::O_RDONLY).unwrap();
+    held.hold(Op::OpenRead);
     let reader = {
         let fs = fs.clone();
         std::thread::spawn(move || fs.read(slow.ino, h.fh, 0, 4096).map(|d| d.len()))
     };
-    std::thread::sleep(Duration::from_millis(50));
+    held.wait_held(Op::OpenRead);
     // While that read waits on the server: lookups, listings, writes, other files.
     let d = fs.lookup(ROOT_INO, n("d")).unwrap();
     assert_eq!(readdir_names(&fs, d.ino).len(), 3);
@@ -1589,7 +1523,7 @@ fn stalled_read_does_not_block_other_requests() {
     fs.write(a.ino, wh.fh, 0, b"x").unwrap();
     fs.release(a.ino, wh.fh).unwrap();
     assert!(!reader.is_finished());
-    gated.open_gate();
+    held.release(Op::OpenRead);
     assert_eq!(reader.join().unwrap().unwrap(), 4096);
     fs.release(slow.ino, h.fh).unwrap();
 }
